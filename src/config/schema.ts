@@ -1,0 +1,84 @@
+/**
+ * @module The ONE configuration schema. Every setting has a description, a default with its
+ * unit, a `FLUXGATE_*` environment twin and a `--flag` (derived from its path unless named).
+ * docs/configuration.md is generated from this file (`npm run docs:config`).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const HOUR = 3600 * 1000;
+
+/** Extra metadata: `env` / `flag` override the names derived from the path. */
+interface Meta { env?: string; flag?: string }
+const port = (def: number, description: string, meta: Meta = {}) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: def, description, ...meta });
+
+export const ConfigSchema = Type.Object({
+  dataDir: Type.String({ default: './data', minLength: 1, description: 'Directory for the log, the embedded store and the admin key.', env: 'FLUXGATE_DATA_DIR', flag: 'data-dir' }),
+  adminKey: Type.Optional(Type.String({ minLength: 16, description: 'Platform admin API key. Unset: generated on first start and kept in <dataDir>/admin.key.', env: 'FLUXGATE_ADMIN_KEY', flag: 'admin-key' })),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Node log level (pino), written as JSON lines to stderr.', env: 'FLUXGATE_LOG_LEVEL', flag: 'log-level' }),
+  http: Type.Object({
+    host: Type.String({ default: '0.0.0.0', description: 'Address the HTTP listener (REST, ingest, /metrics, MQTT over WebSocket at /mqtt) binds.' }),
+    port: port(8080, 'HTTP port; 0 picks any free port.', { env: 'FLUXGATE_HTTP_PORT', flag: 'http-port' }),
+    bodyLimitBytes: Type.Integer({ minimum: 1 * KiB, default: 1 * MiB, description: 'Largest HTTP ingest body, bytes (1 MiB). Larger bodies get 413.' }),
+    retryAfterSeconds: Type.Integer({ minimum: 1, default: 1, description: 'Retry-After seconds sent with 503 when the log is over its limit.' }),
+  }, { default: {} }),
+  mqtt: Type.Object({
+    host: Type.String({ default: '0.0.0.0', description: 'Address the MQTT listeners bind.' }),
+    port: port(1883, 'MQTT TCP port; 0 picks any free port; -1 is not allowed, use mqtt.enabled.', { env: 'FLUXGATE_MQTT_PORT', flag: 'mqtt-port' }),
+    enabled: Type.Boolean({ default: true, description: 'Run the MQTT broker.' }),
+    tlsPort: port(8883, 'MQTT over TLS port; used only when mqtt.tlsCertFile and mqtt.tlsKeyFile are set.'),
+    tlsCertFile: Type.Optional(Type.String({ description: 'PEM certificate for MQTT over TLS.' })),
+    tlsKeyFile: Type.Optional(Type.String({ description: 'PEM private key for MQTT over TLS.' })),
+    maxConnections: Type.Integer({ minimum: 1, default: 200000, description: 'Concurrent MQTT connections per node; more are refused (CONNACK 0x97 / server unavailable).' }),
+    maxPacketBytes: Type.Integer({ minimum: 1 * KiB, default: 1 * MiB, description: 'Largest MQTT packet accepted, bytes (1 MiB); larger closes the connection (v5: DISCONNECT 0x95).' }),
+    connectTimeoutMs: Type.Integer({ minimum: 100, default: 10000, description: 'A connection that has not sent CONNECT within this many ms is closed (slowloris guard).' }),
+    receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 100, description: 'QoS 1/2 publishes a client may have unacknowledged towards the broker (MQTT 5 Receive Maximum).' }),
+    maxQueuedMessages: Type.Integer({ minimum: 1, default: 1000, description: 'Messages queued for one subscriber before it is disconnected as too slow (counted).' }),
+  }, { default: {} }),
+  coap: Type.Object({
+    port: port(5683, 'CoAP UDP port; 0 picks any free port.', { env: 'FLUXGATE_COAP_PORT', flag: 'coap-port' }),
+  }, { default: {} }),
+  log: Type.Object({
+    backend: Type.String({ default: 'file', description: '"file" for the embedded write-ahead log in <dataDir>/log, or nats://HOST:PORT for JetStream.', env: 'FLUXGATE_LOG', flag: 'log' }),
+    segmentBytes: Type.Integer({ minimum: 64 * KiB, default: 128 * MiB, description: 'Size at which the embedded log starts a new segment file, bytes (128 MiB).' }),
+    retentionHours: Type.Number({ minimum: 0, default: 72, description: 'Processed log segments older than this are deleted, hours (3 days).' }),
+    retentionBytes: Type.Integer({ minimum: 0, default: 10 * 1024 * MiB, description: 'Processed log segments beyond this total size are deleted oldest first, bytes (10 GiB).' }),
+    maxLagRecords: Type.Integer({ minimum: 1, default: 500000, description: 'When processing is this many records behind, sources slow down (HTTP 503, MQTT stops reading).' }),
+  }, { default: {} }),
+  store: Type.Object({
+    backend: Type.String({ default: 'embedded', description: '"embedded" (SQLite in <dataDir>/store) or postgres://… for PostgreSQL.', env: 'FLUXGATE_STORE', flag: 'store' }),
+    rawRetentionDays: Type.Number({ minimum: 0, default: 3, description: 'Raw history and archived messages older than this are deleted, days (0 keeps them forever).' }),
+    retentionIntervalMs: Type.Integer({ minimum: 1000, default: HOUR, description: 'How often retention runs, ms (1 hour).' }),
+  }, { default: {} }),
+  process: Type.Object({
+    batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
+  }, { default: {} }),
+});
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** One leaf setting, as the loader and the docs generator see it. */
+export interface Setting {
+  path: string[];
+  schema: TSchema;
+  env: string;
+  flag: string;
+}
+
+const snake = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+const kebab = (s: string) => s.replace(/([a-z0-9])([A-Z])/g, '$1-$2').toLowerCase();
+
+/** Every leaf setting with its env and flag names. */
+export function settings(schema: TSchema = ConfigSchema, path: string[] = []): Setting[] {
+  if (schema.type === 'object' && schema.properties) {
+    return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([k, s]) => settings(s, [...path, k]));
+  }
+  return [{
+    path,
+    schema,
+    env: (schema as Meta).env ?? `FLUXGATE_${path.map(snake).join('_')}`,
+    flag: (schema as Meta).flag ?? path.map(kebab).join('-'),
+  }];
+}
