@@ -26,7 +26,7 @@ export const ConfigSchema = Type.Object({
   }, { default: {} }),
   mqtt: Type.Object({
     host: Type.String({ default: '0.0.0.0', description: 'Address the MQTT listeners bind.' }),
-    port: port(1883, 'MQTT TCP port; 0 picks any free port; -1 is not allowed, use mqtt.enabled.', { env: 'FLUXGATE_MQTT_PORT', flag: 'mqtt-port' }),
+    port: port(1883, 'MQTT TCP port; 0 picks any free port.', { env: 'FLUXGATE_MQTT_PORT', flag: 'mqtt-port' }),
     enabled: Type.Boolean({ default: true, description: 'Run the MQTT broker.' }),
     tlsPort: port(8883, 'MQTT over TLS port; used only when mqtt.tlsCertFile and mqtt.tlsKeyFile are set.'),
     tlsCertFile: Type.Optional(Type.String({ description: 'PEM certificate for MQTT over TLS.' })),
@@ -36,6 +36,10 @@ export const ConfigSchema = Type.Object({
     connectTimeoutMs: Type.Integer({ minimum: 100, default: 10000, description: 'A connection that has not sent CONNECT within this many ms is closed (slowloris guard).' }),
     receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 100, description: 'QoS 1/2 publishes a client may have unacknowledged towards the broker (MQTT 5 Receive Maximum).' }),
     maxQueuedMessages: Type.Integer({ minimum: 1, default: 1000, description: 'Messages queued for one subscriber before it is disconnected as too slow (counted).' }),
+    maxOfflineMessages: Type.Integer({ minimum: 0, default: 10000, description: 'QoS 1/2 messages kept for one offline persistent session; beyond this the oldest are dropped and counted.' }),
+    topicAliasMaximum: Type.Integer({ minimum: 0, maximum: 65535, default: 100, description: 'Topic aliases a MQTT 5 client may use towards the broker (0 disables them).' }),
+    maxKeepAliveSeconds: Type.Integer({ minimum: 1, maximum: 65535, default: 3600, description: 'Largest keepalive a client may ask for, seconds (1 hour); MQTT 5 clients asking for more (or 0) get Server Keep Alive.' }),
+    maxSessionExpirySeconds: Type.Integer({ minimum: 0, default: 7 * 24 * 3600, description: 'Longest time an offline persistent session is kept, seconds (7 days); MQTT 3.1.1 clean-session=false sessions get this.' }),
   }, { default: {} }),
   coap: Type.Object({
     port: port(5683, 'CoAP UDP port; 0 picks any free port.', { env: 'FLUXGATE_COAP_PORT', flag: 'coap-port' }),
@@ -53,6 +57,7 @@ export const ConfigSchema = Type.Object({
     retentionIntervalMs: Type.Integer({ minimum: 1000, default: HOUR, description: 'How often retention runs, ms (1 hour).' }),
   }, { default: {} }),
   process: Type.Object({
+    enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),
     batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
   }, { default: {} }),
 });

@@ -1,0 +1,71 @@
+/**
+ * @module The HTTP server of a node (Fastify): ingest, REST, OpenAPI at /docs, /metrics,
+ * health. Errors become `{ code, message }` in exactly one place (./errors.ts).
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Logger } from '../core/logger.js';
+import type { Log } from '../log/log.js';
+import type { Store } from '../stores/store.js';
+import type { DeviceAuth } from '../registry/device-auth.js';
+import type { Metrics } from '../observability/metrics.js';
+import { FluxgateError } from '../core/errors.js';
+import { ApiAuth } from './auth.js';
+import { errorHandler } from './errors.js';
+import { healthRoutes, type Components } from './health.js';
+import { httpIngestRoutes } from '../sources/http/ingest.js';
+import { deviceRoutes } from './rest/devices.js';
+import { telemetryRoutes } from './rest/telemetry.js';
+import { messageRoutes } from './rest/messages.js';
+import { deadLetterRoutes } from './rest/dead-letters.js';
+
+export interface ApiServerOptions {
+  logger: Logger;
+  log: Log;
+  store: Store;
+  deviceAuth: DeviceAuth;
+  adminKey: string;
+  metrics: Metrics;
+  bodyLimitBytes: number;
+  retryAfterSeconds: number;
+  components: Components;
+  accepting: () => boolean;
+  version: string;
+}
+
+export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: opts.bodyLimitBytes,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true } },
+  });
+  app.setErrorHandler(errorHandler(opts.bodyLimitBytes));
+  app.setNotFoundHandler((req, reply) => {
+    const err = new FluxgateError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}: /docs lists the API`);
+    void reply.status(404).send({ code: err.code, message: err.message });
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Fluxgate', description: 'IoT telemetry platform: ingest, latest state, history, registry.', version: opts.version },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key (admin key) for REST; device token for ingest.' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  const apiAuth = new ApiAuth(opts.adminKey);
+  await app.register(healthRoutes, { components: opts.components });
+  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
+    return reply.header('content-type', opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
+  });
+  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, accepting: opts.accepting });
+  await app.register(deviceRoutes, { store: opts.store, deviceAuth: opts.deviceAuth, apiAuth });
+  await app.register(telemetryRoutes, { store: opts.store, apiAuth });
+  await app.register(messageRoutes, { store: opts.store, apiAuth });
+  await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth });
+  return app;
+}

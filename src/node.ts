@@ -1,0 +1,146 @@
+/**
+ * @module Wires one node from configuration: log → processing → store, the sources (HTTP
+ * ingest, MQTT) and the API. `startNode` returns once every listener is bound and the node
+ * is ready; `stop` stops accepting, drains in-flight appends, lets processing finish its
+ * batch, and closes the log and the store.
+ */
+import { mkdir, access, constants } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import type { Config } from './config/schema.js';
+import { FluxgateError } from './core/errors.js';
+import { createLogger, type Logger } from './core/logger.js';
+import { Metrics } from './observability/metrics.js';
+import type { Log } from './log/log.js';
+import type { Store } from './stores/store.js';
+import { createFileLog } from './log/wal/index.js';
+import { createEmbeddedStore } from './stores/embedded/index.js';
+import { DeviceAuth } from './registry/device-auth.js';
+import { resolveAdminKey } from './registry/admin-key.js';
+import { Pipeline } from './process/pipeline.js';
+import { createApiServer } from './api/server.js';
+import { createMqttSource } from './sources/mqtt/index.js';
+import type { Source, SourceAddress } from './sources/source.js';
+
+export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export interface RunningNode {
+  config: Readonly<Config>;
+  dataDir: string;
+  adminKey: string;
+  adminKeyGenerated: boolean;
+  /** http://host:port of the REST/ingest listener (port 0 resolved). */
+  httpUrl: string;
+  addresses: SourceAddress[];
+  log: Log;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  stop(): Promise<void>;
+}
+
+function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Log {
+  if (config.log.backend === 'file') {
+    return createFileLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
+  }
+  throw new FluxgateError('CONFIG_INVALID', `log.backend ${JSON.stringify(config.log.backend)} (--log, FLUXGATE_LOG) is not available in this build: use "file" (the JetStream log comes with cluster mode)`);
+}
+
+function createStore(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Store {
+  if (config.store.backend === 'embedded') return createEmbeddedStore({ dir: join(dataDir, 'store'), metrics, logger: logger.child({ component: 'store' }) });
+  throw new FluxgateError('CONFIG_INVALID', `store.backend ${JSON.stringify(config.store.backend)} (--store, FLUXGATE_STORE) is not available in this build: use "embedded" (PostgreSQL comes with cluster mode)`);
+}
+
+async function prepareDataDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (err) {
+    throw new FluxgateError('DATA_DIR_UNUSABLE', `data directory ${dir} cannot be created or written (${(err as Error).message}): set dataDir (--data-dir, FLUXGATE_DATA_DIR) to a writable directory`, { cause: err });
+  }
+}
+
+export async function startNode(config: Readonly<Config>, opts: { logger?: Logger; metrics?: Metrics } = {}): Promise<RunningNode> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const metrics = opts.metrics ?? new Metrics();
+  const dataDir = resolve(config.dataDir);
+  await prepareDataDir(dataDir);
+  const admin = await resolveAdminKey(dataDir, config.adminKey);
+
+  const log = createLog(config, dataDir, metrics, logger);
+  const store = createStore(config, dataDir, metrics, logger);
+  const cleanups: Array<() => Promise<void>> = [];
+  let accepting = false;
+  try {
+    await log.open();
+    cleanups.push(() => log.close());
+    await store.open();
+    cleanups.push(() => store.close());
+
+    const deviceAuth = new DeviceAuth(store);
+    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize });
+    if (config.process.enabled) {
+      pipeline.start();
+      cleanups.push(() => pipeline.stop());
+    }
+
+    const sources: Source[] = [];
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const app = await createApiServer({
+      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION,
+      bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
+      accepting: () => accepting,
+      components: () => ({
+        log: { ok: !log.pressure().overLimit, detail: `lag ${log.pressure().lagRecords} records${log.pressure().overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` },
+        store: store.status(),
+        process: config.process.enabled ? pipeline.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },
+        ...Object.fromEntries(sources.map((s) => [s.name, s.status()])),
+      }),
+    });
+    if (mqtt) mqtt.attachWebSocket(app.server, '/mqtt');
+    try {
+      await app.listen({ host: config.http.host, port: config.http.port });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE' || (err as NodeJS.ErrnoException).code === 'EACCES') {
+        throw new FluxgateError('PORT_IN_USE', `HTTP port ${config.http.port} on ${config.http.host} cannot be bound (${(err as NodeJS.ErrnoException).code}): set http.port (--http-port, FLUXGATE_HTTP_PORT) to a free port, or 0 for any free port`, { cause: err });
+      }
+      throw err;
+    }
+    cleanups.push(() => app.close());
+    const httpPort = (app.server.address() as AddressInfo).port;
+    const httpHost = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+    const addresses: SourceAddress[] = [{ name: 'http', url: `http://${httpHost}:${httpPort}`, port: httpPort }];
+    if (mqtt) {
+      addresses.push(...(await mqtt.start()));
+      addresses.push({ name: 'mqtt-ws', url: `ws://${httpHost}:${httpPort}/mqtt`, port: httpPort });
+      sources.push(mqtt);
+      cleanups.push(() => mqtt.stop());
+    }
+
+    const retention = setInterval(() => {
+      const cutoff = Date.now() - config.store.rawRetentionDays * 86_400_000;
+      const work = config.store.rawRetentionDays > 0 ? store.deleteBefore(cutoff) : Promise.resolve(0);
+      work.then(() => log.enforceRetention()).catch((err) => logger.warn({ err }, 'retention run failed; it runs again next interval'));
+    }, config.store.retentionIntervalMs);
+    retention.unref();
+    accepting = true;
+
+    let stopping: Promise<void> | undefined;
+    const stop = () => {
+      stopping ??= (async () => {
+        accepting = false;
+        clearInterval(retention);
+        // Reverse order of start: sources first (nothing new arrives), then processing, then the log and the store.
+        for (const cleanup of cleanups.reverse()) {
+          try { await cleanup(); } catch (err) { logger.error({ err }, 'error while stopping'); }
+        }
+      })();
+      return stopping;
+    };
+    return { config, dataDir, adminKey: admin.key, adminKeyGenerated: admin.generated, httpUrl: addresses[0].url, addresses, log, store, metrics, logger, stop };
+  } catch (err) {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    throw err;
+  }
+}
