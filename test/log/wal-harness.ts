@@ -49,6 +49,13 @@ export async function walHarness(over: Partial<FileLogOptions> = {}): Promise<Wa
   };
 }
 
+/** A WAL opened over an existing dir (the crash test's); `close` leaves the files. */
+export async function walHarnessAt(dir: string, over: Partial<FileLogOptions> = {}): Promise<{ log: Log; close: () => Promise<void> }> {
+  const log = createFileLog({ dir, segmentBytes: 64 * 1024, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e9, ...over });
+  await log.open();
+  return { log, close: () => log.close() };
+}
+
 /** Segment file names of a log dir, oldest first. */
 export async function segmentFiles(dir: string): Promise<string[]> {
   return (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort();

@@ -248,8 +248,7 @@ export class FileLog implements Log {
     const limits = { retentionHours: this.opts.retentionHours, retentionBytes: this.opts.retentionBytes };
     const low = this.lowestCommitted();
     const active = this.segments[this.segments.length - 1]!;
-    const total = this.segments.reduce((n, s) => n + s.size, 0);
-    if (shouldSealActive(active, low, this.logEnd, total, now, limits)) await this.writer.requestRoll();
+    if (shouldSealActive(active, low, this.logEnd, now, limits)) await this.writer.requestRoll();
     const n = segmentsToDelete(this.segments, this.lowestCommitted(), this.logEnd, now, limits);
     if (n === 0) return;
     const gone = this.segments.splice(0, n);

@@ -41,11 +41,13 @@ export function segmentsToDelete(
 
 /**
  * Whether the active segment should be sealed so that retention can remove it: it holds
- * records, all of them are committed by every group, and it is past a limit.
+ * records, all of them are committed by every group, and it is past a limit on its own
+ * (older than retentionHours, or alone larger than retentionBytes; otherwise deleting sealed
+ * segments is enough and the active one keeps filling).
  */
-export function shouldSealActive(active: SegmentInfo, committedBelow: number | undefined, logEnd: number, totalBytes: number, now: number, limits: RetentionLimits): boolean {
+export function shouldSealActive(active: SegmentInfo, committedBelow: number | undefined, logEnd: number, now: number, limits: RetentionLimits): boolean {
   if (committedBelow === undefined || active.size === 0 || committedBelow < logEnd) return false;
   const tooOld = limits.retentionHours > 0 && now - active.mtimeMs > limits.retentionHours * HOUR_MS;
-  const tooBig = limits.retentionBytes > 0 && totalBytes > limits.retentionBytes;
+  const tooBig = limits.retentionBytes > 0 && active.size > limits.retentionBytes;
   return tooOld || tooBig;
 }
