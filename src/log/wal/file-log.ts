@@ -92,19 +92,19 @@ export class FileLog implements Log {
         }
         active.size = r.pos;
         this.logEnd = r.seq;
+        for (const [group, next] of await loadOffsets(dir)) this.groups.set(group, this.clampPosition(group, next));
       } catch (err) {
         await fh.close();
         throw err;
       }
-      for (const [group, next] of await loadOffsets(dir)) this.groups.set(group, this.clampPosition(group, next));
       this.reader = new SegmentReader(this.segments);
       this.offsets = new OffsetsFile(dir, () => this.groups);
       this.writer = new GroupCommitWriter({
         dir, segments: this.segments, active: fh, nextSeq: this.logEnd, segmentBytes: this.opts.segmentBytes,
         metrics: this.opts.metrics, logger,
-        onDurable: (end) => { this.logEnd = end; this.wake(); },
+        onDurable: (end) => { this.logEnd = end; this.wake(); this.updateLagGauges(); },
       });
-      for (const [group, next] of this.groups) this.opts.metrics?.consumerLag.set({ group }, this.logEnd - next);
+      this.updateLagGauges();
       this.state = 'open';
       logger?.info({ dir, segments: this.segments.length, firstSeq: this.segments[0]!.base, nextSeq: this.logEnd, groups: Object.fromEntries(this.groups) }, 'log opened');
     } catch (err) {
@@ -144,7 +144,7 @@ export class FileLog implements Log {
       this.groups.set(group, next);
       const cursor = this.cursors.get(group);
       if (cursor && cursor.seq < next) this.cursors.delete(group);
-      this.opts.metrics?.consumerLag.set({ group }, this.logEnd - next);
+      this.updateLagGauges();
     }
     await this.offsets.persist();
   }
@@ -227,6 +227,12 @@ export class FileLog implements Log {
 
   private wake(): void {
     for (const w of [...this.waiters]) w();
+  }
+
+  /** Keeps fluxgate_consumer_lag_records current on every commit and every durable write. */
+  private updateLagGauges(): void {
+    const gauge = this.opts.metrics?.consumerLag;
+    if (gauge) for (const [group, next] of this.groups) gauge.set({ group }, this.logEnd - next);
   }
 
   private lowestCommitted(): number | undefined {
