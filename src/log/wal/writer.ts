@@ -1,7 +1,7 @@
 /**
  * @module Group commit: the one writer of the active segment. Appends from every connection
  * queue here; a single loop takes the whole queue, gives it sequence numbers, writes it with
- * one positional write and makes it durable with one fdatasync, then resolves every append in
+ * one writev and makes it durable with one fdatasync, then resolves every append in
  * it. While that sync runs, new appends queue for the next round, so the number of syncs
  * follows the disk's speed, not the number of callers.
  *
@@ -154,12 +154,18 @@ export class GroupCommitWriter {
     let records = 0;
     let bytes = 0;
     for (const p of batch) { records += p.records; bytes += p.frames.length; }
-    const out = batch.length === 1 ? batch[0]!.frames : Buffer.concat(batch.map((p) => p.frames), bytes);
-    const next = stampFrames(out, this.nextSeq);
+    let next = this.nextSeq;
+    const buffers = batch.map((p) => p.frames);
+    for (const b of buffers) next = stampFrames(b, next);
     try {
-      for (let written = 0; written < bytes;) {
-        const { bytesWritten } = await this.active.write(out, written, bytes - written, info.size + written);
-        written += bytesWritten;
+      // One writev for the whole round (libuv splits at IOV_MAX and finishes short writes);
+      // the fallback only runs if a short count still comes back.
+      const { bytesWritten } = await this.active.writev(buffers, info.size);
+      if (bytesWritten < bytes) {
+        const rest = Buffer.concat(buffers, bytes);
+        for (let written = bytesWritten; written < bytes;) {
+          written += (await this.active.write(rest, written, bytes - written, info.size + written)).bytesWritten;
+        }
       }
       await this.active.datasync();
       this.opts.metrics?.logSyncs.inc();
