@@ -36,7 +36,7 @@ export const ConfigSchema = Type.Object({
     connectTimeoutMs: Type.Integer({ minimum: 100, default: 10000, description: 'A connection that has not sent CONNECT within this many ms is closed (slowloris guard).' }),
     receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 100, description: 'QoS 1/2 publishes a client may have unacknowledged towards the broker (MQTT 5 Receive Maximum).' }),
     maxQueuedMessages: Type.Integer({ minimum: 1, default: 1000, description: 'Messages queued for one subscriber before it is disconnected as too slow (counted).' }),
-    maxOfflineMessages: Type.Integer({ minimum: 0, default: 10000, description: 'QoS 1/2 messages kept for one offline persistent session; beyond this the oldest are dropped and counted.' }),
+    maxOfflineMessages: Type.Integer({ minimum: 0, default: 10000, description: 'QoS 1/2 messages kept for one offline persistent session; further messages are dropped for it and counted.' }),
     topicAliasMaximum: Type.Integer({ minimum: 0, maximum: 65535, default: 100, description: 'Topic aliases a MQTT 5 client may use towards the broker (0 disables them).' }),
     maxKeepAliveSeconds: Type.Integer({ minimum: 1, maximum: 65535, default: 3600, description: 'Largest keepalive a client may ask for, seconds (1 hour); MQTT 5 clients asking for more (or 0) get Server Keep Alive.' }),
     maxSessionExpirySeconds: Type.Integer({ minimum: 0, default: 7 * 24 * 3600, description: 'Longest time an offline persistent session is kept, seconds (7 days); MQTT 3.1.1 clean-session=false sessions get this.' }),

@@ -1,0 +1,335 @@
+/**
+ * @module The broker core, shared by every connection: authentication, sessions (start,
+ * resume, takeover, expiry), subscriptions per tenant (tenants never see each other's
+ * topics), routing after the durable append, retained messages, wills and log backpressure.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
+import type { QoS } from 'mqtt-packet';
+import type { Config } from '../../config/schema.js';
+import type { Envelope } from '../../core/envelope.js';
+import { FluxgateError, isFluxgateError } from '../../core/errors.js';
+import { generateMessageId } from '../../core/ids.js';
+import type { Logger } from '../../core/logger.js';
+import type { Log } from '../../log/log.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { DeviceAuth } from '../../registry/device-auth.js';
+import { Connection } from './connection.js';
+import { IngestBatcher } from './ingest.js';
+import type { RoutedMessage } from './message.js';
+import { MqttMetrics, type PublishOutcome } from './metrics.js';
+import { RetainedStore } from './retained.js';
+import { Session, type Outgoing } from './session.js';
+import { SessionStore } from './session-store.js';
+import { SubscriptionTree, type SubOptions } from './subscriptions.js';
+import { classifyPublish, maySubscribe, parseFilter, topicMatches, type ClientIdentity, type ParsedFilter } from './topics.js';
+import { scheduleWill } from './will.js';
+
+/** Authenticates application clients (API keys); arrives with the tenancy work. Returns undefined for "not an application credential". */
+export interface AppAuthenticator {
+  authenticate(username: string | undefined, password: Buffer | undefined): Promise<{ tenant: string; project?: string; name: string } | undefined>;
+}
+
+export interface BrokerOptions {
+  config: Config['mqtt'];
+  dataDir: string;
+  log: Log;
+  auth: DeviceAuth;
+  metrics: Metrics;
+  logger: Logger;
+  apps?: AppAuthenticator;
+}
+
+/** An in-process subscriber (command replies, live fan-out): called for every routed message matching its filter. */
+export type LocalHandler = (msg: RoutedMessage, tenant: string) => void;
+
+export class Broker {
+  readonly config: Config['mqtt'];
+  readonly logger: Logger;
+  readonly metrics: MqttMetrics;
+  readonly connections = new Set<Connection>();
+  readonly sessions = new Map<string, Session>();
+  readonly retained: RetainedStore;
+  readonly ingest: IngestBatcher;
+  paused = false;
+  stopping = false;
+  private readonly trees = new Map<string, SubscriptionTree>();
+  private readonly store: SessionStore;
+  private readonly local: Array<{ tenant: string; filter: string; handler: LocalHandler }> = [];
+  private pausedSince = 0;
+  private sweepTimer?: NodeJS.Timeout;
+  private pressureTimer?: NodeJS.Timeout;
+
+  constructor(private readonly opts: BrokerOptions) {
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.metrics = new MqttMetrics(opts.metrics);
+    const dir = join(opts.dataDir, 'mqtt');
+    this.retained = new RetainedStore(dir);
+    this.store = new SessionStore(dir);
+    this.ingest = new IngestBatcher(opts.log, 4096, () => this.checkPressure());
+  }
+
+  /** Loads retained messages and persistent sessions from <dataDir>/mqtt/. */
+  async open(): Promise<void> {
+    try {
+      await mkdir(join(this.opts.dataDir, 'mqtt'), { recursive: true });
+    } catch (err) {
+      throw new FluxgateError('DATA_DIR_UNUSABLE', `cannot create ${join(this.opts.dataDir, 'mqtt')}: ${(err as Error).message}`, { cause: err });
+    }
+    await this.retained.open();
+    for (const s of await this.store.open()) {
+      this.sessions.set(s.key, s);
+      for (const [raw, o] of s.subscriptions) {
+        const parsed = parseFilter(raw);
+        if (parsed) this.tree(s.tenant).add(s.key, parsed, o);
+      }
+      this.scheduleExpiry(s);
+    }
+    const every = Math.min(1000, Math.max(50, Math.floor(this.config.connectTimeoutMs / 4)));
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+  }
+
+  handle(stream: Duplex): void {
+    const conn = new Connection(this, stream, this.connections.size >= this.config.maxConnections);
+    this.connections.add(conn);
+    this.metrics.connections.inc();
+    if (this.paused) conn.updateReading();
+  }
+
+  /** username = device token; or username = device id and password = token; else an application credential. */
+  async authenticate(username: string | undefined, password: Buffer | undefined): Promise<ClientIdentity> {
+    const pw = password && password.length > 0 ? password.toString('utf8') : undefined;
+    try {
+      const d = pw !== undefined ? await this.opts.auth.authenticate(pw, username) : await this.opts.auth.authenticate(username);
+      return { kind: 'device', tenant: d.tenant, project: d.project, id: d.device };
+    } catch (err) {
+      if (!this.opts.apps || !isFluxgateError(err, 'UNAUTHENTICATED')) throw err;
+      const app = await this.opts.apps.authenticate(username, password);
+      if (!app) throw err;
+      return { kind: 'app', tenant: app.tenant, project: app.project ?? '', id: app.name };
+    }
+  }
+
+  private tree(tenant: string): SubscriptionTree {
+    let t = this.trees.get(tenant);
+    if (!t) this.trees.set(tenant, (t = new SubscriptionTree()));
+    return t;
+  }
+
+  /** Starts or resumes the session of (tenant, identity, client id); an existing connection is taken over [MQTT-3.1.4-3]. */
+  attach(conn: Connection, identity: ClientIdentity, clientId: string, cleanStart: boolean, expirySeconds: number): { sessionPresent: boolean } {
+    // Sessions are keyed by tenant and identity too: one device can never resume another's session.
+    const key = `${identity.tenant}\u0000${identity.kind}:${identity.id}\u0000${clientId}`;
+    let session = this.sessions.get(key);
+    if (session?.conn) (session.conn as Connection).close(0x8e, 'takeover');
+    session = this.sessions.get(key);
+    if (session && cleanStart) this.endSession(session, true);
+    let sessionPresent = false;
+    if (session && !cleanStart) {
+      sessionPresent = true;
+      // [MQTT-3.1.3-9] a resumed session cancels a delayed will.
+      session.clearTimers();
+    } else {
+      session = new Session(key, clientId, identity);
+      this.sessions.set(key, session);
+    }
+    session.expirySeconds = expirySeconds;
+    session.conn = conn;
+    session.disconnectedAt = undefined;
+    conn.session = session;
+    conn.identity = identity;
+    if (session.persistent) this.store.saveSession(session);
+    else if (session.stored) this.store.deleteSession(session);
+    return { sessionPresent };
+  }
+
+  /** The connection is gone: publish or schedule the will, keep or end the session. */
+  detach(conn: Connection, withWill: boolean): void {
+    if (this.connections.delete(conn)) this.metrics.connections.dec();
+    const session = conn.session;
+    if (!session || session.conn !== conn) return;
+    session.conn = undefined;
+    session.disconnectedAt = Date.now();
+    if (withWill && conn.will) scheduleWill(this, session, conn.will);
+    if (!session.persistent) {
+      this.endSession(session, true);
+      return;
+    }
+    this.store.saveOffline(session);
+    this.scheduleExpiry(session);
+  }
+
+  private scheduleExpiry(s: Session): void {
+    if (s.expiryTimer) clearTimeout(s.expiryTimer);
+    const left = (s.disconnectedAt ?? Date.now()) + s.expirySeconds * 1000 - Date.now();
+    s.expiryTimer = setTimeout(() => {
+      if (!s.conn && this.sessions.get(s.key) === s) this.endSession(s, true);
+    }, Math.max(0, Math.min(left, 2 ** 31 - 1)));
+    s.expiryTimer.unref();
+  }
+
+  /** Ends a session: its subscriptions go; a will still pending is published at session end [MQTT-3.1.3-9]. */
+  endSession(s: Session, fireWill: boolean): void {
+    const pendingWill = s.pendingWill;
+    s.clearTimers();
+    if (fireWill) pendingWill?.();
+    for (const raw of s.subscriptions.keys()) {
+      const parsed = parseFilter(raw);
+      if (parsed) this.trees.get(s.tenant)?.remove(s.key, parsed);
+    }
+    s.subscriptions.clear();
+    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    this.store.deleteSession(s);
+  }
+
+  subscribe(s: Session, raw: string, parsed: ParsedFilter, opts: SubOptions): 'new' | 'replaced' | 'forbidden' {
+    if (!maySubscribe(s.identity, parsed.filter)) return 'forbidden';
+    s.subscriptions.set(raw, opts);
+    const isNew = this.tree(s.tenant).add(s.key, parsed, opts);
+    if (s.persistent) this.store.saveSession(s);
+    return isNew ? 'new' : 'replaced';
+  }
+
+  unsubscribe(s: Session, raw: string, parsed: ParsedFilter): boolean {
+    if (!s.subscriptions.delete(raw)) return false;
+    this.trees.get(s.tenant)?.remove(s.key, parsed);
+    if (s.persistent) this.store.saveSession(s);
+    return true;
+  }
+
+  /** Sends the retained messages matching a new subscription, with RETAIN set [MQTT-3.3.1-8]. */
+  sendRetained(s: Session, filter: string, qos: QoS, subId: number | undefined): void {
+    for (const msg of this.retained.match(s.tenant, filter)) {
+      this.deliver(s, { msg, qos: Math.min(msg.qos, qos) as QoS, retain: true, subIds: subId !== undefined ? [subId] : undefined, packetId: 0, released: false });
+    }
+  }
+
+  /**
+   * Takes a message published by a client (or a will): device data is appended to the log and
+   * routed once durable; commands and replies are routed; anything else is refused.
+   */
+  accept(who: ClientIdentity, msg: RoutedMessage, messageId: string | undefined, done: (outcome: PublishOutcome, err?: Error) => void): void {
+    const route = classifyPublish(who, msg.topic);
+    if (route.action === 'refuse') return done('forbidden');
+    if (route.action === 'route') {
+      this.route(who.tenant, msg);
+      return done('routed');
+    }
+    const now = Date.now();
+    const envelope: Envelope = {
+      tenant: who.tenant,
+      project: who.project,
+      device: who.id,
+      kind: route.kind,
+      topic: msg.topic,
+      protocol: 'mqtt',
+      receiveTime: now,
+      messageId: messageId ?? generateMessageId(now),
+      payload: msg.payload,
+    };
+    this.ingest.submit(envelope, (err) => {
+      if (err) return done('error', err);
+      this.route(who.tenant, msg);
+      done('accepted');
+    });
+  }
+
+  /** Delivers a message to every matching subscription of its tenant (one copy per session, §4.5). */
+  route(tenant: string, msg: RoutedMessage): void {
+    if (msg.retain) this.retained.set(tenant, msg);
+    for (const l of this.local) if (l.tenant === tenant && topicMatches(l.filter, msg.topic)) l.handler(msg, tenant);
+    const tree = this.trees.get(tenant);
+    if (!tree || tree.count === 0) return;
+    const targets = new Map<string, { qos: QoS; rap: boolean; ids?: number[] }>();
+    tree.match(msg.topic, (key, o) => {
+      // [MQTT-3.8.3-3] No Local: not back to the publisher.
+      if (o.nl && key === msg.origin) return;
+      const t = targets.get(key);
+      if (!t) targets.set(key, { qos: o.qos, rap: o.rap, ids: o.id !== undefined ? [o.id] : undefined });
+      else {
+        if (o.qos > t.qos) t.qos = o.qos;
+        t.rap ||= o.rap;
+        if (o.id !== undefined) (t.ids ??= []).push(o.id);
+      }
+    }, (key) => this.sessions.get(key)?.conn !== undefined);
+    for (const [key, t] of targets) {
+      const s = this.sessions.get(key);
+      if (!s) continue;
+      // [MQTT-3.3.1-9] RETAIN is cleared when forwarding, unless Retain As Published [MQTT-3.3.1-13].
+      this.deliver(s, { msg, qos: Math.min(msg.qos, t.qos) as QoS, retain: t.rap && msg.retain, subIds: t.ids, packetId: 0, released: false });
+    }
+  }
+
+  /** To the live connection, or into an offline persistent session's bounded queue (QoS 1/2 only). */
+  deliver(s: Session, out: Outgoing): void {
+    if (s.conn) return s.conn.deliver(out);
+    if (!s.persistent || out.qos === 0) return void this.metrics.dropped.labels('offline_qos0').inc();
+    if (s.queue.length >= this.config.maxOfflineMessages) return void this.metrics.dropped.labels('offline_queue_full').inc();
+    s.queue.push(out);
+    this.store.saveQueued(s, out);
+  }
+
+  /** Publishes a message from the node itself (a device command, for example); it is routed, not logged. */
+  publish(tenant: string, msg: { topic: string; payload: Buffer | string; qos?: QoS; retain?: boolean; properties?: RoutedMessage['properties'] }): void {
+    const payload = typeof msg.payload === 'string' ? Buffer.from(msg.payload) : msg.payload;
+    this.route(tenant, { topic: msg.topic, payload, qos: msg.qos ?? 1, retain: msg.retain ?? false, properties: msg.properties });
+  }
+
+  /** Registers an in-process subscriber; returns the function that removes it. */
+  onMessage(tenant: string, filter: string, handler: LocalHandler): () => void {
+    const entry = { tenant, filter, handler };
+    this.local.push(entry);
+    return () => {
+      const i = this.local.indexOf(entry);
+      if (i >= 0) this.local.splice(i, 1);
+    };
+  }
+
+  /** Stops reading every socket while the log is over its limit (promise 5), and counts the time. */
+  checkPressure(): void {
+    const over = this.opts.log.pressure().overLimit;
+    if (over === this.paused) return;
+    this.paused = over;
+    const now = Date.now();
+    if (over) {
+      this.pausedSince = now;
+      this.pressureTimer = setInterval(() => this.checkPressure(), 20);
+      this.pressureTimer.unref();
+    } else {
+      clearInterval(this.pressureTimer);
+      this.metrics.backpressureSeconds.inc((now - this.pausedSince) / 1000);
+    }
+    for (const c of this.connections) {
+      if (!over) c.lastSeen = now;
+      c.updateReading();
+    }
+  }
+
+  /** Closes connections without CONNECT in time and those silent past 1.5 × keepalive [MQTT-3.1.2-24]. */
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.connections) {
+      if (c.state === 'new' || c.state === 'connecting') {
+        if (now - c.createdAt > this.config.connectTimeoutMs) c.close(undefined, 'connect_timeout');
+      } else if (c.state === 'open' && !this.paused && c.keepaliveMs > 0 && now - c.lastSeen > c.keepaliveMs * 1.5) {
+        c.close(0x8d, 'keepalive');
+      }
+    }
+  }
+
+  /** Stops reading, waits for in-flight appends (their acks go out), then DISCONNECT 0x8B to v5 clients. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    this.paused = true;
+    clearInterval(this.sweepTimer);
+    clearInterval(this.pressureTimer);
+    for (const c of this.connections) c.updateReading();
+    await this.ingest.drain();
+    for (const c of [...this.connections]) c.close(0x8b, 'shutdown');
+    for (const s of this.sessions.values()) s.clearTimers();
+    await Promise.all([this.retained.close(), this.store.close()]);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * @module Group appends: device messages from every connection that arrive in the same
+ * event-loop turn go to the log as one `append` call, so many publishers share one fdatasync.
+ * Each message's callback runs once its batch is durable (or failed); only then does the
+ * connection send PUBACK/PUBREC. Several batches may be in flight at once.
+ */
+import type { Envelope } from '../../core/envelope.js';
+import type { Log } from '../../log/log.js';
+
+export type DurableCallback = (err?: Error) => void;
+
+export class IngestBatcher {
+  private envelopes: Envelope[] = [];
+  private callbacks: DurableCallback[] = [];
+  private scheduled = false;
+  private inflight = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(private readonly log: Log, private readonly maxBatch = 4096, private readonly beforeAppend?: () => void) {}
+
+  get pending(): number {
+    return this.envelopes.length + this.inflight;
+  }
+
+  submit(envelope: Envelope, done: DurableCallback): void {
+    this.envelopes.push(envelope);
+    this.callbacks.push(done);
+    if (this.envelopes.length >= this.maxBatch) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      // setImmediate runs after the poll phase: every socket read of this turn is in the batch.
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.envelopes.length === 0) return;
+    const batch = this.envelopes;
+    const callbacks = this.callbacks;
+    this.envelopes = [];
+    this.callbacks = [];
+    this.inflight++;
+    this.beforeAppend?.();
+    let appended: Promise<void>;
+    try {
+      appended = this.log.append(batch);
+    } catch (err) {
+      appended = Promise.reject(err);
+    }
+    appended.then(
+      () => {
+        for (const cb of callbacks) cb();
+      },
+      (err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        for (const cb of callbacks) cb(e);
+      },
+    ).finally(() => {
+      this.inflight--;
+      if (this.inflight === 0 && this.envelopes.length === 0) for (const w of this.idleWaiters.splice(0)) w();
+    });
+  }
+
+  /** Appends what is queued and resolves once no append is in flight. */
+  async drain(): Promise<void> {
+    this.flush();
+    while (this.inflight > 0 || this.envelopes.length > 0) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      this.flush();
+    }
+  }
+}
