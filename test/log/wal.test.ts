@@ -112,6 +112,23 @@ describe('wal - segments', () => {
   }));
 });
 
+describe('wal - consumer groups', () => {
+  it('wal - group names are data: __proto__ and constructor commit and resume like any other', () => withWal({}, async (h) => {
+    await h.log.append(Array.from({ length: 6 }, (_, i) => testEnvelope(i)));
+    await h.log.commit('__proto__', { records: await readRecords(h.log, '__proto__', 2) });
+    await h.log.commit('constructor', { records: await readRecords(h.log, 'constructor', 4) });
+    const log = await h.reopen();
+    assert.deepEqual((await readRecords(log, '__proto__', 4)).map((r) => r.envelope.messageId), ids(4, 2));
+    assert.deepEqual((await readRecords(log, 'constructor', 2)).map((r) => r.envelope.messageId), ids(2, 4));
+  }));
+
+  it('wal - committing past the end of the log is refused', () => withWal({}, async (h) => {
+    await h.log.append([testEnvelope(0)]);
+    const env = testEnvelope(1);
+    await assert.rejects(h.log.commit('g', { records: [{ offset: 5n, envelope: env }] }), (err: { code?: string }) => err.code === 'BAD_REQUEST');
+  }));
+});
+
 describe('wal - group commit and failures', () => {
   it('wal - 200 concurrent appends share far fewer fsyncs than appends', () => withWal({}, async (h) => {
     const before = await counterValue(h.metrics.logSyncs);

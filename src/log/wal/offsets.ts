@@ -65,7 +65,8 @@ export class OffsetsFile {
   }
 
   private async write(): Promise<void> {
-    const doc: OffsetsDocument = { version: OFFSETS_VERSION, groups: {} };
+    // No prototype: a group may be called anything, `__proto__` included.
+    const doc: OffsetsDocument = { version: OFFSETS_VERSION, groups: Object.create(null) as Record<string, string> };
     for (const [group, next] of this.snapshot()) doc.groups[group] = String(next);
     const tmp = join(this.dir, `${OFFSETS_FILE}.tmp`);
     const fh = await open(tmp, 'w');
