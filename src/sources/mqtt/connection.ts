@@ -287,6 +287,8 @@ export class Connection implements SessionConnection {
     this.state = 'closed';
     this.broker.detach(this, reason !== 'shutdown');
     this.stream.end();
+    // Keep reading (and discarding) until the peer closes too: a paused socket would never see its FIN.
+    this.stream.resume();
     setTimeout(() => this.stream.destroy(), 1000).unref();
   }
 }

@@ -3,18 +3,19 @@
  * registry of devices, connect mqtt.js clients that are all closed at the end, raw sockets.
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { loadConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/schema.js';
 import { hashToken, generateToken } from '../../../src/core/ids.js';
 import { createLogger } from '../../../src/core/logger.js';
 import type { Log } from '../../../src/log/log.js';
+import { createFileLog } from '../../../src/log/wal/index.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { DeviceAuth } from '../../../src/registry/device-auth.js';
 import { createMqttSource, type AppAuthenticator, type MqttSource } from '../../../src/sources/mqtt/index.js';
 import type { RegistryStore } from '../../../src/stores/store.js';
 import { tempDir } from '../../helpers/wait.js';
-import { MemoryLog } from './memory-log.js';
 import { MemoryRegistry } from './memory-registry.js';
 
 /** Test applications: username `app:{tenant}`, password `app-secret`. */
@@ -51,11 +52,21 @@ export async function startBroker(opts: StartOptions = {}): Promise<TestBroker> 
   const tmp = opts.dataDir ? undefined : await tempDir('fluxgate-mqtt-');
   const dataDir = opts.dataDir ?? tmp!.dir;
   const config = loadConfig({ env: {}, overrides: { dataDir, mqtt: { host: '127.0.0.1', port: 0, ...opts.mqtt } } });
-  const log = opts.log ?? new MemoryLog();
+  // The real embedded WAL unless a test injects a log (the in-memory stand-in for fault injection).
+  const ownLog = opts.log ? undefined : createFileLog({ dir: join(dataDir, 'log'), segmentBytes: 4 * 1024 * 1024, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1_000_000_000 });
+  await ownLog?.open();
+  const log = opts.log ?? ownLog!;
   const registry = opts.registry ?? new MemoryRegistry();
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   const source = createMqttSource({ config: config.mqtt, dataDir, log, auth: new DeviceAuth(registry), metrics, logger: createLogger('silent'), apps: testApps });
-  const [addr] = await source.start();
+  let addr;
+  try {
+    [addr] = await source.start();
+  } catch (err) {
+    await ownLog?.close();
+    await tmp?.cleanup();
+    throw err;
+  }
   let stopped = false;
   return {
     source, port: addr.port, url: `mqtt://127.0.0.1:${addr.port}`, log, registry, metrics, dataDir,
@@ -68,6 +79,7 @@ export async function startBroker(opts: StartOptions = {}): Promise<TestBroker> 
       if (stopped) return;
       stopped = true;
       await source.stop();
+      await ownLog?.close();
       await tmp?.cleanup();
     },
   };
@@ -89,6 +101,8 @@ export class Clients {
   connect(url: string, opts: IClientOptions = {}): Promise<MqttClient> {
     const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
     this.clients.push(client);
+    // Listening from the start: a resumed session's messages may follow CONNACK in the same read.
+    collect(client);
     return new Promise((resolve, reject) => {
       client.once('connect', (connack) => {
         connacks.set(client, connack);
@@ -116,14 +130,28 @@ export class Clients {
   }
 
   async closeAll(): Promise<void> {
-    await Promise.all(this.clients.map((c) => new Promise<void>((resolve) => c.end(true, {}, () => resolve()))));
-    for (const s of this.sockets) s.destroy();
+    const clients = this.clients.splice(0);
+    await Promise.all(clients.map((c) => new Promise<void>((resolve) => {
+      if (c.disconnected || c.disconnecting) {
+        c.stream?.destroy();
+        return resolve();
+      }
+      c.end(true, {}, () => resolve());
+    })));
+    for (const s of this.sockets.splice(0)) s.destroy();
   }
 }
 
-/** Collects messages a client receives. */
-export function collect(client: MqttClient): Array<{ topic: string; payload: Buffer; packet: mqtt.IPublishPacket }> {
-  const got: Array<{ topic: string; payload: Buffer; packet: mqtt.IPublishPacket }> = [];
-  client.on('message', (topic, payload, packet) => got.push({ topic, payload, packet }));
+export interface Received { topic: string; payload: Buffer; packet: mqtt.IPublishPacket }
+const received = new WeakMap<MqttClient, Received[]>();
+
+/** The messages a client received (since it was created by `Clients.connect`, or since this first call). */
+export function collect(client: MqttClient): Received[] {
+  let got = received.get(client);
+  if (!got) {
+    const list: Received[] = (got = []);
+    received.set(client, list);
+    client.on('message', (topic, payload, packet) => list.push({ topic, payload, packet }));
+  }
   return got;
 }
