@@ -1,0 +1,244 @@
+/**
+ * The bench runner: `npm run bench` lists the scripts in bench/ with one line each; `npm run
+ * bench -- <name> [args…]` runs bench/<name>.ts. Also the helpers the spine benchmarks share
+ * (CPU pinning, a node in a child process, devices, an autocannon load with exact latencies).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+
+// ---------------------------------------------------------------- shared helpers
+
+/** Pins every thread of a process (default: this one) to the given CPU list, e.g. '1'. No-op without taskset. */
+export function pin(cpuList: string, pid: number = process.pid): boolean {
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One line describing the machine, for the figures. */
+export function machine(): string {
+  return `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${new Date().toISOString()}`;
+}
+
+const children = new Set<ChildProcess>();
+const dirs = new Set<string>();
+let exitHooked = false;
+function hookExit(): void {
+  if (exitHooked) return;
+  exitHooked = true;
+  // Last resort: whatever is still running or on disk when this process ends is stopped / removed.
+  process.on('exit', () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) { try { process.kill(c.pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => { console.error(`\n${sig}: stopping children, removing temp dirs`); process.exit(130); });
+}
+
+/** Registers a child process or a temp dir to be killed / removed if this process ends early. */
+export function track(child?: ChildProcess, dir?: string): void {
+  hookExit();
+  if (child) { children.add(child); child.once('exit', () => children.delete(child)); }
+  if (dir) dirs.add(dir);
+}
+export function untrackDir(dir: string): void { dirs.delete(dir); }
+
+/** Sends `signal`, waits for the exit (SIGKILL after `graceMs`). */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export const ADMIN_KEY = 'bench-admin-key-0123456789abcdef';
+const CLI = join(BENCH_DIR, '..', 'bin', 'fluxgate.js');
+
+export type Api = (method: string, path: string, body?: unknown, token?: string) => Promise<{ status: number; body: any }>;
+
+/** fetch against a node with the admin key (or `token`); JSON in and out. */
+export function apiClient(url: string, defaultToken = ADMIN_KEY): Api {
+  return async (method, path, body, token = defaultToken) => {
+    const res = await fetch(url + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try { parsed = text ? JSON.parse(text) : undefined; } catch { /* not JSON */ }
+    return { status: res.status, body: parsed };
+  };
+}
+
+export interface NodeChild { child: ChildProcess; pid: number; url: string; output: () => string; api: Api; startedAt: number; readyAt: number }
+
+/**
+ * A node (`bin/fluxgate.js start`) in a child process pinned to `cpu` (taskset -c, every
+ * thread) on port 0 for HTTP and MQTT, with `dataDir`; `env` adds FLUXGATE_* settings or
+ * NODE_OPTIONS (e.g. --cpu-prof). Resolves once /readyz answers 200 (polled every 10 ms).
+ */
+export async function startNodeChild(dataDir: string, env: Record<string, string> = {}, cpu = '0', timeoutMs = 120_000): Promise<NodeChild> {
+  const startedAt = performance.now();
+  const child = spawn('taskset', ['-c', cpu, process.execPath, CLI, 'start'], {
+    env: {
+      ...process.env, FLUXGATE_DATA_DIR: dataDir, FLUXGATE_HTTP_HOST: '127.0.0.1', FLUXGATE_HTTP_PORT: '0',
+      FLUXGATE_MQTT_HOST: '127.0.0.1', FLUXGATE_MQTT_PORT: '0', FLUXGATE_ADMIN_KEY: ADMIN_KEY, FLUXGATE_LOG_LEVEL: 'warn', ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  const deadline = Date.now() + timeoutMs;
+  let url: string | undefined;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the node exited during start (${child.exitCode ?? child.signalCode}):\n${out}`);
+    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error(`the node was not ready within ${timeoutMs} ms:\n${out}`); }
+    url ??= /HTTP\s+(http:\/\/\S+)/.exec(out)?.[1];
+    if (url && (await fetch(url + '/readyz').then((r) => { void r.arrayBuffer(); return r.status === 200; }, () => false))) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const readyAt = performance.now();
+  return { child, pid: child.pid!, url, output: () => out, api: apiClient(url), startedAt, readyAt };
+}
+
+/** Creates `count` devices `${prefix}${i}` and returns their tokens in order. */
+export async function createDevices(api: Api, prefix: string, count: number): Promise<string[]> {
+  const tokens: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = await api('POST', '/api/v1/devices', { id: `${prefix}${i}` });
+    if (r.status !== 201) throw new Error(`create device ${prefix}${i}: ${r.status} ${JSON.stringify(r.body)}`);
+    tokens.push(r.body.token);
+  }
+  return tokens;
+}
+
+/** Percentiles of a list of numbers (sorted in place). */
+export function percentiles(values: number[], ps: number[] = [50, 99, 99.9]): Record<string, number> {
+  values.sort((a, b) => a - b);
+  const out: Record<string, number> = {};
+  for (const p of ps) out[`p${p}`] = values.length ? values[Math.min(values.length - 1, Math.ceil((p / 100) * values.length) - 1)] : NaN;
+  out.max = values.length ? values[values.length - 1] : NaN;
+  return out;
+}
+
+export interface Req { method: 'GET' | 'POST'; path: string; headers: Record<string, string>; body?: string }
+
+export interface LoadOptions {
+  url: string;
+  connections: number;
+  seconds: number;
+  /** The request connection i sends (keep-alive; each connection repeats its own request). */
+  request: (connection: number) => Req;
+  /** Requests per second over all connections; unset: as fast as the server answers. */
+  overallRate?: number;
+  /** Filled in with a function that ends the load early (the result then covers the time run). */
+  control?: { stop?: () => void };
+}
+
+export interface LoadResult {
+  seconds: number;
+  requests: number;
+  /** 2xx answers. */
+  ok: number;
+  okPerSec: number;
+  statuses: Record<string, number>;
+  errors: number;
+  /** ms, exact (autocannon's own histogram keeps whole milliseconds). */
+  latency: Record<string, number>;
+  /** Busy % of each core during the run (from /proc/stat), e.g. [100, 82]. */
+  cpuBusy: number[];
+}
+
+/** Per-core [busy, total] jiffies from /proc/stat (empty off Linux). */
+export function cpuTimes(): Array<[number, number]> {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n').filter((l) => /^cpu\d+ /.test(l)).map((l) => {
+      const f = l.trim().split(/\s+/).slice(1).map(Number);
+      const idle = f[3] + (f[4] ?? 0);
+      const total = f.reduce((a, b) => a + b, 0);
+      return [total - idle, total];
+    });
+  } catch { return []; }
+}
+export function busySince(before: Array<[number, number]>): number[] {
+  return cpuTimes().map(([b, t], i) => Math.round((100 * (b - (before[i]?.[0] ?? 0))) / Math.max(1, t - (before[i]?.[1] ?? 0))));
+}
+
+interface AutocannonResult { duration: number; errors: number; timeouts: number; statusCodeStats: Record<string, { count: number }> }
+interface AutocannonInstance extends Promise<AutocannonResult> { on(event: 'response', fn: (client: unknown, status: number, bytes: number, ms: number) => void): void; stop(): void }
+type Autocannon = (opts: Record<string, unknown>) => AutocannonInstance;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+/** Keep-alive HTTP load with autocannon (in this process: pin this process first). */
+export async function load(opts: LoadOptions): Promise<LoadResult> {
+  let next = 0;
+  const latencies: number[] = [];
+  const first = opts.request(0);
+  const instance = autocannon({
+    url: opts.url, connections: opts.connections, duration: opts.seconds, pipelining: 1, timeout: 30,
+    ...(opts.overallRate ? { overallRate: opts.overallRate } : {}),
+    method: first.method, headers: first.headers, body: first.body, path: first.path,
+    setupClient: (client: { setRequests(r: Req[]): void }) => { client.setRequests([opts.request(next++)]); },
+  });
+  if (opts.control) opts.control.stop = () => instance.stop();
+  instance.on('response', (_c, status, _b, ms) => { if (status >= 200 && status < 300) latencies.push(ms); });
+  const cpu0 = cpuTimes();
+  const r = await instance;
+  const cpuBusy = busySince(cpu0);
+  const statuses: Record<string, number> = {};
+  let requests = 0;
+  for (const [code, { count }] of Object.entries(r.statusCodeStats ?? {})) { statuses[code] = Number(count); requests += Number(count); }
+  const ok = Object.entries(statuses).filter(([c]) => c.startsWith('2')).reduce((s, [, n]) => s + n, 0);
+  return { seconds: r.duration, requests, ok, okPerSec: ok / r.duration, statuses, errors: r.errors, latency: percentiles(latencies), cpuBusy };
+}
+
+export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+// ---------------------------------------------------------------- the runner
+
+/** The first sentence of a file's first doc comment. */
+function describe(file: string): string {
+  const m = /\/\*\*([\s\S]*?)\*\//.exec(readFileSync(file, 'utf8'));
+  if (!m) return '(no description)';
+  const text = m[1].split('\n').map((l) => l.replace(/^\s*\*\s?/, '')).join(' ').replace(/@module\s+/, '').replace(/\s+/g, ' ').trim();
+  const sentence = /^(.*?\.)(\s|$)/.exec(text)?.[1] ?? text;
+  if (sentence.length <= 120) return sentence;
+  const cut = sentence.slice(0, 118);
+  return cut.slice(0, cut.lastIndexOf(' ')).replace(/[,;:]$/, '') + ' …';
+}
+
+function main(argv: string[]): void {
+  const scripts = readdirSync(BENCH_DIR).filter((f) => f.endsWith('.ts') && f !== 'run.ts').sort();
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === 'help') {
+    console.log('Benchmarks in bench/ (figures: docs/benchmarks.md):\n');
+    const width = Math.max(...scripts.map((s) => s.length - 3));
+    for (const s of scripts) console.log(`  ${basename(s, '.ts').padEnd(width)}  ${describe(join(BENCH_DIR, s))}`);
+    console.log('\nRun one:  npm run bench -- <name> [args]     e.g. npm run bench -- http-ingest --seconds 10');
+    console.log('   (same as node --import tsx bench/<name>.ts [args]; each script documents its arguments at its top)');
+    return;
+  }
+  const file = join(BENCH_DIR, `${basename(name, '.ts')}.ts`);
+  if (!existsSync(file) || basename(file) === 'run.ts') {
+    console.error(`no benchmark named ${JSON.stringify(name)}; there are: ${scripts.map((s) => basename(s, '.ts')).join(', ')}`);
+    process.exit(2);
+  }
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...rest], { stdio: 'inherit' });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => child.kill(sig));
+  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) main(process.argv.slice(2));
