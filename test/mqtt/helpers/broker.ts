@@ -29,6 +29,8 @@ export const testApps: AppAuthenticator = {
 export interface TestBroker {
   source: MqttSource;
   port: number;
+  /** Port of the TLS listener when one was configured. */
+  tlsPort?: number;
   url: string;
   log: Log;
   registry: RegistryStore;
@@ -60,8 +62,9 @@ export async function startBroker(opts: StartOptions = {}): Promise<TestBroker> 
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
   const source = createMqttSource({ config: config.mqtt, dataDir, log, auth: new DeviceAuth(registry), metrics, logger: createLogger('silent'), apps: testApps });
   let addr;
+  let tlsAddr;
   try {
-    [addr] = await source.start();
+    [addr, tlsAddr] = await source.start();
   } catch (err) {
     await ownLog?.close();
     await tmp?.cleanup();
@@ -69,7 +72,7 @@ export async function startBroker(opts: StartOptions = {}): Promise<TestBroker> 
   }
   let stopped = false;
   return {
-    source, port: addr.port, url: `mqtt://127.0.0.1:${addr.port}`, log, registry, metrics, dataDir,
+    source, port: addr.port, tlsPort: tlsAddr?.port, url: `mqtt://127.0.0.1:${addr.port}`, log, registry, metrics, dataDir,
     async addDevice(id, o = {}) {
       const token = generateToken('dev_');
       await registry.createDevice({ tenant: o.tenant ?? 'default', id, project: o.project ?? 'p1', tokenHash: hashToken(token), disabled: o.disabled ?? false, createdAt: Date.now() });
