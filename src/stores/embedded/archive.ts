@@ -1,0 +1,96 @@
+/**
+ * @module Raw archive and dead-letter reads of the embedded store. Messages are listed
+ * ascending by device time (ties by device, then message id) within from ≤ ts < to,
+ * optionally narrowed to one project and/or device; dead letters in the order they failed.
+ * Both page with opaque cursors and never cross the tenant in their key.
+ */
+import type { MessageKind } from '../../core/envelope.js';
+import type { MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
+import { decodeCursor, encodeCursor } from './codec.js';
+import type { Names } from './names.js';
+import { checkLimit } from './read.js';
+import { NameKind, type Db } from './schema.js';
+
+interface MessageRow { device_id: number; message_id: string; project_id: number; topic: string; kind: MessageKind; ts: number; receive_time: number; payload: Buffer }
+interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number }
+
+const AFTER = `(ts > $cts OR (ts = $cts AND (device_id > $cdev OR (device_id = $cdev AND message_id > $cmsg))))`;
+
+export class Archive {
+  private readonly byTime;
+  private readonly byDevice;
+  private readonly deadLettersStmt;
+  private readonly deleteDeadLetterStmt;
+
+  constructor(private readonly db: Db, private readonly names: Names) {
+    const cols = 'device_id, message_id, project_id, topic, kind, ts, receive_time, payload';
+    // $p = -1 means any project; one statement per index keeps each plan a range seek.
+    this.byTime = db.prepare(`SELECT ${cols} FROM messages INDEXED BY messages_by_time
+      WHERE tenant_id = $t AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${AFTER}
+      ORDER BY ts, device_id, message_id LIMIT $limit`);
+    this.byDevice = db.prepare(`SELECT ${cols} FROM messages INDEXED BY messages_by_device
+      WHERE tenant_id = $t AND device_id = $dev AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${AFTER}
+      ORDER BY ts, message_id LIMIT $limit`);
+    this.deadLettersStmt = db.prepare(`SELECT id, project, device, topic, message_id, receive_time, reason, payload, failed_at
+      FROM dead_letters WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`);
+    this.deleteDeadLetterStmt = db.prepare('DELETE FROM dead_letters WHERE tenant_id = ? AND id = ?');
+  }
+
+  messages(q: MessageQuery): Page<RawMessage> {
+    const limit = checkLimit(q.limit);
+    const [cts, cdev, cmsg] = q.after === undefined ? [-Infinity, -1, ''] : decodeCursor(q.after, 'nns') as [number, number, string];
+    const tenantId = this.names.tenant(q.tenant);
+    if (tenantId === undefined) return { items: [] };
+    let p = -1;
+    if (q.project !== undefined) {
+      const id = this.names.find(NameKind.project, tenantId, q.project);
+      if (id === undefined) return { items: [] };
+      p = id;
+    }
+    const params = { t: tenantId, lo: q.from, to: q.to, p, cts, cdev, cmsg, limit: limit + 1 };
+    let rows: MessageRow[];
+    if (q.device !== undefined) {
+      const dev = this.names.find(NameKind.device, tenantId, q.device);
+      if (dev === undefined) return { items: [] };
+      rows = this.byDevice.all({ ...params, dev }) as MessageRow[];
+    } else {
+      rows = this.byTime.all(params) as MessageRow[];
+    }
+    const page = rows.slice(0, limit);
+    const items = page.map((r): RawMessage => ({
+      tenant: q.tenant, project: this.names.name(r.project_id), device: this.names.name(r.device_id), topic: r.topic, kind: r.kind,
+      ts: r.ts, receiveTime: r.receive_time, messageId: r.message_id, payload: new Uint8Array(r.payload),
+    }));
+    const last = page[page.length - 1];
+    return rows.length > limit && last ? { items, next: encodeCursor([last.ts, last.device_id, last.message_id]) } : { items };
+  }
+
+  deadLetters(tenant: string, limit: number, after?: string): Page<StoredDeadLetter> {
+    checkLimit(limit);
+    const afterId = after === undefined ? 0 : decodeCursor(after, 'n')[0] as number;
+    const tenantId = this.names.tenant(tenant);
+    if (tenantId === undefined) return { items: [] };
+    const rows = this.deadLettersStmt.all(tenantId, afterId, limit + 1) as DeadLetterRow[];
+    const page = rows.slice(0, limit);
+    const items = page.map((r): StoredDeadLetter => ({
+      id: String(r.id), tenant, project: r.project, device: r.device, topic: r.topic, messageId: r.message_id,
+      receiveTime: r.receive_time, reason: r.reason, payload: new Uint8Array(r.payload), failedAt: r.failed_at,
+    }));
+    const last = page[page.length - 1];
+    return rows.length > limit && last ? { items, next: encodeCursor([last.id]) } : { items };
+  }
+
+  /** Deletes the tenant's dead letters with these ids (ids of other tenants are ignored). */
+  deleteDeadLetters(tenant: string, ids: string[]): number {
+    const tenantId = this.names.tenant(tenant);
+    if (tenantId === undefined) return 0;
+    let n = 0;
+    this.db.transaction(() => {
+      for (const id of ids) {
+        if (!/^[0-9]+$/.test(id)) continue;
+        n += this.deleteDeadLetterStmt.run(tenantId, Number(id)).changes;
+      }
+    })();
+    return n;
+  }
+}

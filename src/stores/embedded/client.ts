@@ -1,0 +1,188 @@
+/**
+ * @module The embedded store as the main thread sees it: a `Store` whose every call is a
+ * message to the worker thread that owns SQLite, so the event loop never waits on the disk.
+ * Calls are answered in the order the worker handled them; errors keep their FluxgateError
+ * code across the boundary. `close()` waits for calls in flight, then closes the database and
+ * lets the worker exit; calls after it (or before `open()`) reject with STORE_UNAVAILABLE.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { Histogram } from 'prom-client';
+import { FluxgateError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type {
+  AggregateQuery, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, RangeQuery, RawMessage, Store,
+  StoredDeadLetter, TelemetryPoint, WriteBatch,
+} from '../store.js';
+import { fromWireError, type Op, type Response, type WireBatch, type WorkerEvent } from './protocol.js';
+
+export interface EmbeddedStoreOptions {
+  /** Directory of the store; created if missing. The database is `store.db` inside it. */
+  dir: string;
+  metrics?: Metrics;
+  logger?: Logger;
+}
+
+interface Pending { resolve: (v: unknown) => void; reject: (e: unknown) => void }
+
+/** How the worker is started: from sources through tsx, or compiled JavaScript directly. */
+function workerEntry(): { url: URL; entry?: string } {
+  const fromSources = import.meta.url.endsWith('.ts');
+  if (!fromSources) return { url: new URL('./worker.js', import.meta.url) };
+  return { url: new URL('./worker-bootstrap.mjs', import.meta.url), entry: new URL('./worker.ts', import.meta.url).href };
+}
+
+export class EmbeddedStore implements Store {
+  private worker: Worker | undefined;
+  private state: 'new' | 'open' | 'closing' | 'closed' | 'failed' = 'new';
+  private failure = '';
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly compaction: Histogram | undefined;
+
+  constructor(private readonly opts: EmbeddedStoreOptions) {
+    const registry = opts.metrics?.registry;
+    const name = 'fluxgate_store_compaction_seconds';
+    this.compaction = registry && ((registry.getSingleMetric(name) as Histogram | undefined) ?? new Histogram({
+      name, help: 'Time to move staged points into the series-ordered table of the embedded store.',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5], registers: [registry],
+    }));
+  }
+
+  async open(): Promise<void> {
+    if (this.state === 'open') return;
+    if (this.state !== 'new') throw new FluxgateError('STORE_UNAVAILABLE', `embedded store cannot reopen once ${this.state}; create a new one`);
+    try {
+      mkdirSync(this.opts.dir, { recursive: true });
+    } catch (err) {
+      throw new FluxgateError('DATA_DIR_UNUSABLE', `cannot create store directory ${this.opts.dir}: ${(err as Error).message}`, { cause: err });
+    }
+    const { url, entry } = workerEntry();
+    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry } });
+    this.worker = worker;
+    await new Promise<void>((resolve, reject) => {
+      const early = (err: unknown) => { this.state = 'failed'; reject(err); };
+      worker.once('error', early);
+      worker.once('exit', (code) => early(new FluxgateError('STORE_UNAVAILABLE', `embedded store worker exited during open (code ${code})`)));
+      worker.on('message', (m: Response | WorkerEvent) => {
+        if ('event' in m) {
+          if (m.event === 'ready') {
+            worker.removeAllListeners('error').removeAllListeners('exit');
+            this.watch(worker);
+            this.state = 'open';
+            resolve();
+          } else if (m.event === 'open-failed') {
+            early(new FluxgateError('STORE_UNAVAILABLE', `embedded store cannot open ${this.opts.dir}: ${m.error.message}`, { cause: fromWireError(m.error) }));
+          } else if (m.event === 'compacted') {
+            this.compaction?.observe(m.seconds);
+            this.opts.logger?.debug({ rows: m.rows, seconds: m.seconds }, 'embedded store compacted staged points');
+          } else {
+            this.opts.logger?.warn({ err: m.error }, 'embedded store compaction failed; points stay staged and it retries');
+          }
+          return;
+        }
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.ok) p.resolve(m.value);
+        else p.reject(fromWireError(m.error));
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.state !== 'open') {
+      if (this.state === 'new') this.state = 'closed';
+      return;
+    }
+    this.state = 'closing';
+    const worker = this.worker!;
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    // The worker answers in order, so 'close' is handled after every call already sent.
+    await this.send('close', [], true);
+    await exited;
+    this.state = 'closed';
+  }
+
+  status(): { ok: boolean; detail?: string } {
+    if (this.state === 'open') return { ok: true };
+    return { ok: false, detail: this.state === 'failed' ? `embedded store failed: ${this.failure}` : `embedded store is ${this.state}` };
+  }
+
+  async writeBatch(batch: WriteBatch): Promise<void> {
+    const started = performance.now();
+    let size = 0;
+    for (const m of batch.messages) size += m.payload.byteLength;
+    for (const d of batch.deadLetters) size += d.payload.byteLength;
+    // One copy into a fresh buffer that is transferred, instead of cloning every payload.
+    const payloads = new ArrayBuffer(size);
+    const bytes = new Uint8Array(payloads);
+    const ends = new Uint32Array(batch.messages.length + batch.deadLetters.length);
+    let at = 0;
+    let i = 0;
+    const strip = <T extends { payload: Uint8Array }>(r: T): Omit<T, 'payload'> => {
+      bytes.set(r.payload, at);
+      at += r.payload.byteLength;
+      ends[i++] = at;
+      const { payload: _, ...rest } = r;
+      return rest;
+    };
+    const wire: WireBatch = { points: batch.points, messages: batch.messages.map(strip), deadLetters: batch.deadLetters.map(strip), payloads, ends };
+    await this.send('writeBatch', [wire], false, [payloads, ends.buffer as ArrayBuffer]);
+    const m = this.opts.metrics;
+    if (m) {
+      m.storeWriteSeconds.observe((performance.now() - started) / 1000);
+      const perTenant = new Map<string, number>();
+      for (const p of batch.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
+      for (const [tenant, n] of perTenant) m.pointsStored.inc({ tenant }, n);
+    }
+  }
+
+  latest(tenant: string, device: string): Promise<LatestValue[]> { return this.call('latest', [tenant, device]); }
+  range(q: RangeQuery): Promise<Page<TelemetryPoint>> { return this.call('range', [q]); }
+  aggregate(q: AggregateQuery): Promise<Bucket[]> { return this.call('aggregate', [q]); }
+  messages(q: MessageQuery): Promise<Page<RawMessage>> { return this.call('messages', [q]); }
+  deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> { return this.call('deadLetters', [tenant, limit, after]); }
+  deleteDeadLetters(tenant: string, ids: string[]): Promise<number> { return this.call('deleteDeadLetters', [tenant, ids]); }
+  deleteBefore(cutoff: number, tenant?: string): Promise<number> { return this.call('deleteBefore', [cutoff, tenant]); }
+  createDevice(device: DeviceRecord): Promise<void> { return this.call('createDevice', [device]); }
+  getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> { return this.call('getDevice', [tenant, id]); }
+  listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>> { return this.call('listDevices', [tenant, limit, after]); }
+  updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.call('updateDevice', [tenant, id, patch]); }
+  deleteDevice(tenant: string, id: string): Promise<boolean> { return this.call('deleteDevice', [tenant, id]); }
+  findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined> { return this.call('findDeviceByTokenHash', [tokenHash]); }
+
+  /** Moves staged points into the series-ordered table now (tests and benchmarks). */
+  compact(): Promise<number> { return this.call('compact', []); }
+
+  private call<T>(op: Op, args: unknown[]): Promise<T> {
+    return this.send(op, args, false) as Promise<T>;
+  }
+
+  private send(op: Op, args: unknown[], closing: boolean, transfer?: ArrayBuffer[]): Promise<unknown> {
+    if (this.state !== 'open' && !(closing && this.state === 'closing')) {
+      return Promise.reject(new FluxgateError('STORE_UNAVAILABLE', this.state === 'failed' ? `embedded store failed: ${this.failure}` : `embedded store is ${this.state === 'new' ? 'not open' : this.state}`));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker!.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  /** A worker that dies fails every call in flight and every later one; /readyz shows why. */
+  private watch(worker: Worker): void {
+    const fail = (reason: string) => {
+      if (this.state === 'closed' || (this.state === 'closing' && this.pending.size === 0)) return;
+      this.state = 'failed';
+      this.failure = reason;
+      this.opts.logger?.error({ reason }, 'embedded store worker stopped');
+      for (const p of this.pending.values()) p.reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store failed: ${reason}`));
+      this.pending.clear();
+    };
+    worker.on('error', (err) => fail(err.message));
+    worker.on('exit', (code) => fail(`worker exited with code ${code}`));
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * @module The embedded store's synchronous engine: one SQLite connection and the parts that
+ * use it (writes, reads, archive, registry, retention). It runs inside the store's worker
+ * thread (./worker.ts); nothing on the main thread touches the database. `call` is the one
+ * dispatch point, so the wire protocol and the Store contract cannot drift apart silently.
+ */
+import { Archive } from './archive.js';
+import { Names } from './names.js';
+import type { Op } from './protocol.js';
+import { Reader } from './read.js';
+import { Registry } from './registry.js';
+import { Retention } from './retention.js';
+import { openDatabase, type Db } from './schema.js';
+import { COMPACT_ROWS, Writer } from './write.js';
+
+export class Engine {
+  readonly db: Db;
+  readonly writer: Writer;
+  private readonly reader: Reader;
+  private readonly archive: Archive;
+  private readonly registry: Registry;
+  private readonly retention: Retention;
+
+  constructor(file: string) {
+    this.db = openDatabase(file);
+    const names = new Names(this.db);
+    this.writer = new Writer(this.db, names);
+    this.reader = new Reader(this.db, names);
+    this.archive = new Archive(this.db, names);
+    this.registry = new Registry(this.db);
+    this.retention = new Retention(this.db, names, this.writer);
+  }
+
+  /** Runs one operation; deleteBefore returns a generator the caller steps chunk by chunk. */
+  // The args were checked by the main-thread Store's types; the worker boundary erases them.
+  /* eslint-disable @typescript-eslint/no-explicit-any */
+  call(op: Op, a: any[]): unknown {
+    switch (op) {
+      case 'writeBatch': return this.writer.write(a[0]);
+      case 'latest': return this.reader.latest(a[0], a[1]);
+      case 'range': return this.reader.range(a[0]);
+      case 'aggregate': return this.reader.aggregate(a[0]);
+      case 'messages': return this.archive.messages(a[0]);
+      case 'deadLetters': return this.archive.deadLetters(a[0], a[1], a[2]);
+      case 'deleteDeadLetters': return this.archive.deleteDeadLetters(a[0], a[1]);
+      case 'deleteBefore': return this.retention.deleteBefore(a[0], a[1]);
+      case 'createDevice': return this.registry.createDevice(a[0]);
+      case 'getDevice': return this.registry.getDevice(a[0], a[1]);
+      case 'listDevices': return this.registry.listDevices(a[0], a[1], a[2]);
+      case 'updateDevice': return this.registry.updateDevice(a[0], a[1], a[2]);
+      case 'deleteDevice': return this.registry.deleteDevice(a[0], a[1]);
+      case 'findDeviceByTokenHash': return this.registry.findDeviceByTokenHash(a[0]);
+      case 'compact': return this.writer.compact();
+      case 'close': return this.close();
+    }
+  }
+  /* eslint-enable @typescript-eslint/no-explicit-any */
+
+  /** True when enough points are staged that a compaction pays for itself. */
+  shouldCompact(): boolean {
+    return this.writer.stagedRows >= COMPACT_ROWS;
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    // Staged points stay staged (they are durable); the checkpoint leaves a small WAL behind.
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * @module The messages between the embedded store's main-thread object and its worker, and
+ * how errors cross that boundary: a FluxgateError arrives with the same code, message and
+ * details; a SQLite failure becomes STORE_UNAVAILABLE (retryable); anything else INTERNAL.
+ * Payload bytes of a write travel packed in one transferred ArrayBuffer, not cloned one by one.
+ */
+import { ERRORS, FluxgateError, type ErrorCode } from '../../core/errors.js';
+import type { DeadLetter, RawMessage, TelemetryPoint } from '../store.js';
+
+export type Op =
+  | 'writeBatch' | 'latest' | 'range' | 'aggregate' | 'messages' | 'deadLetters' | 'deleteDeadLetters' | 'deleteBefore'
+  | 'createDevice' | 'getDevice' | 'listDevices' | 'updateDevice' | 'deleteDevice' | 'findDeviceByTokenHash'
+  | 'compact' | 'close';
+
+export interface Request { id: number; op: Op; args: unknown[] }
+
+export interface WireError { code?: string; message: string; name?: string; sqlite?: string; details?: Record<string, unknown> }
+
+export type Response = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };
+
+/** Unsolicited news from the worker. */
+export type WorkerEvent =
+  | { event: 'ready' }
+  | { event: 'open-failed'; error: WireError }
+  | { event: 'compacted'; rows: number; seconds: number }
+  | { event: 'compact-failed'; error: WireError };
+
+/** A write batch as sent: payloads stripped from the records, packed in `payloads` in order (messages, then dead letters). */
+export interface WireBatch {
+  points: TelemetryPoint[];
+  messages: Array<Omit<RawMessage, 'payload'>>;
+  deadLetters: Array<Omit<DeadLetter, 'payload'>>;
+  payloads: ArrayBuffer;
+  /** Byte offset where each payload ends, in the order above. */
+  ends: Uint32Array;
+}
+
+export function toWireError(err: unknown): WireError {
+  if (err instanceof FluxgateError) return { code: err.code, message: err.message, details: err.details };
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as Error & { code?: unknown }).code;
+  const sqlite = typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+  return { message: e.message, name: e.name, sqlite };
+}
+
+export function fromWireError(w: WireError): FluxgateError {
+  if (w.code !== undefined && w.code in ERRORS) return new FluxgateError(w.code as ErrorCode, w.message, { details: w.details });
+  const cause = Object.assign(new Error(w.message), { name: w.name ?? 'Error' });
+  if (w.sqlite) return new FluxgateError('STORE_UNAVAILABLE', `embedded store: ${w.message}`, { cause, details: { sqlite: w.sqlite } });
+  return new FluxgateError('INTERNAL', `embedded store: ${w.message}`, { cause });
+}

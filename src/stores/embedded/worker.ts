@@ -1,0 +1,136 @@
+/**
+ * @module The embedded store's worker thread: owns the SQLite engine, answers requests one at
+ * a time in arrival order (so a device's writes keep their order), and compacts staged
+ * points when enough have gathered or writes pause. Retention runs chunk by chunk with the
+ * event loop free in between, so requests that arrive meanwhile run between its chunks.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { DeadLetter, RawMessage, WriteBatch } from '../store.js';
+import { Engine } from './engine.js';
+import { toWireError, type Request, type Response, type WireBatch, type WorkerEvent } from './protocol.js';
+
+/** Compact staged points once writes have paused this long, or at least this often while any wait. */
+const IDLE_COMPACT_MS = 1_000;
+const MAX_STAGE_MS = 10_000;
+
+if (!parentPort) throw new Error('embedded store worker must run in a worker thread');
+const port = parentPort;
+const { file } = workerData as { file: string };
+
+function openEngine(): Engine | undefined {
+  try {
+    return new Engine(file);
+  } catch (err) {
+    // Reported as a message so open() rejects with the reason; the thread then ends quietly.
+    port.postMessage({ event: 'open-failed', error: toWireError(err) } satisfies WorkerEvent);
+    port.close();
+    return undefined;
+  }
+}
+
+const opened = openEngine();
+if (opened) serve(opened);
+
+function serve(engine: Engine): void {
+  let lastWrite = 0;
+  let lastCompact = Date.now();
+  let closed = false;
+  /** Retention runs in flight; close waits for them. */
+  const purges = new Set<Promise<void>>();
+
+  function compact(): void {
+    const t = performance.now();
+    try {
+      const rows = engine.writer.compact();
+      if (rows > 0) post({ event: 'compacted', rows, seconds: (performance.now() - t) / 1000 });
+    } catch (err) {
+      // The transaction rolled back: the points stay staged and the next compaction retries.
+      post({ event: 'compact-failed', error: toWireError(err) });
+    }
+    lastCompact = Date.now();
+  }
+
+  const timer = setInterval(() => {
+    if (closed || engine.writer.stagedRows === 0) return;
+    const now = Date.now();
+    if (now - lastWrite >= IDLE_COMPACT_MS || now - lastCompact >= MAX_STAGE_MS) compact();
+  }, IDLE_COMPACT_MS / 2);
+
+  function unpack(w: WireBatch): WriteBatch {
+    let at = 0;
+    let i = 0;
+    const next = () => {
+      const end = w.ends[i++];
+      const view = Buffer.from(w.payloads, at, end - at);
+      at = end;
+      return view;
+    };
+    const messages: RawMessage[] = w.messages.map((m) => ({ ...m, payload: next() }));
+    const deadLetters: DeadLetter[] = w.deadLetters.map((d) => ({ ...d, payload: next() }));
+    return { points: w.points, messages, deadLetters };
+  }
+
+  function post(m: Response | WorkerEvent): void {
+    port.postMessage(m);
+  }
+
+  /** Steps a purge one chunk at a time; requests that arrive meanwhile run between chunks. */
+  async function purge(req: Request): Promise<void> {
+    try {
+      const steps = engine.call('deleteBefore', req.args) as Generator<void, number>;
+      let r = steps.next();
+      while (!r.done) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        r = steps.next();
+      }
+      post({ id: req.id, ok: true, value: r.value });
+    } catch (err) {
+      post({ id: req.id, ok: false, error: toWireError(err) });
+    }
+  }
+
+  async function close(req: Request): Promise<void> {
+    closed = true;
+    clearInterval(timer);
+    await Promise.all(purges);
+    try {
+      engine.close();
+      post({ id: req.id, ok: true, value: undefined });
+    } catch (err) {
+      post({ id: req.id, ok: false, error: toWireError(err) });
+    }
+    port.close();
+  }
+
+  // Requests are handled in arrival order, each to completion, so a device's writes keep order.
+  port.on('message', (req: Request) => {
+    if (closed) {
+      post({ id: req.id, ok: false, error: { code: 'STORE_UNAVAILABLE', message: 'embedded store is closed' } });
+      return;
+    }
+    try {
+      switch (req.op) {
+        case 'writeBatch':
+          engine.call('writeBatch', [unpack(req.args[0] as WireBatch)]);
+          lastWrite = Date.now();
+          post({ id: req.id, ok: true, value: undefined });
+          // After the reply, so the caller is not kept waiting for the move.
+          if (engine.shouldCompact()) compact();
+          return;
+        case 'deleteBefore': {
+          const p = purge(req).finally(() => purges.delete(p));
+          purges.add(p);
+          return;
+        }
+        case 'close':
+          void close(req);
+          return;
+        default:
+          post({ id: req.id, ok: true, value: engine.call(req.op, req.args) });
+      }
+    } catch (err) {
+      post({ id: req.id, ok: false, error: toWireError(err) });
+    }
+  });
+  post({ event: 'ready' });
+}

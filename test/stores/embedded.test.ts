@@ -1,0 +1,109 @@
+/** @module The embedded store passes the Store conformance suite, keeps its data across a close and reopen, and behaves the same after compaction. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { isFluxgateError } from '../../src/core/errors.js';
+import { createEmbeddedStore, EmbeddedStore } from '../../src/stores/embedded/index.js';
+import type { TelemetryPoint } from '../../src/stores/store.js';
+import { runStoreSuite } from '../conformance/store.suite.js';
+import { tempDir } from '../helpers/wait.js';
+
+runStoreSuite({
+  name: 'embedded',
+  create: async () => {
+    const { dir, cleanup } = await tempDir('fluxgate-store-');
+    return { store: createEmbeddedStore({ dir }), cleanup };
+  },
+});
+
+const T0 = Date.UTC(2026, 0, 1);
+const pt = (ts: number, value: number, messageId = `m-${ts}`): TelemetryPoint =>
+  ({ tenant: 'acme', project: 'plant', device: 'd1', key: 'temp', ts, value, messageId });
+
+/** Opens a store in a fresh directory; the callback may reopen it. Everything is removed afterwards. */
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = await tempDir('fluxgate-store-');
+  try {
+    await fn(dir);
+  } finally {
+    await cleanup();
+  }
+}
+
+async function withStore<T>(dir: string, fn: (s: EmbeddedStore) => Promise<T>): Promise<T> {
+  const store = new EmbeddedStore({ dir });
+  await store.open();
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+describe('embedded store', () => {
+  it('data survives close and reopen, staged or compacted', () => withDir(async (dir) => {
+    await withStore(dir, async (s) => {
+      await s.writeBatch({ points: [pt(T0, 1), pt(T0 + 1000, 2)], messages: [], deadLetters: [] });
+      await s.compact();
+      await s.writeBatch({
+        points: [pt(T0 + 2000, 3)],
+        messages: [{ tenant: 'acme', project: 'plant', device: 'd1', topic: 't', kind: 'event', ts: T0, receiveTime: T0, messageId: 'x', payload: new Uint8Array([7, 8]) }],
+        deadLetters: [],
+      });
+      await s.createDevice({ tenant: 'acme', id: 'd1', project: 'plant', tokenHash: 'h', disabled: false, createdAt: T0 });
+    });
+    await withStore(dir, async (s) => {
+      const r = await s.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10_000, limit: 10 });
+      assert.deepEqual(r.items.map((p) => p.value), [1, 2, 3]);
+      assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'temp', value: 3, ts: T0 + 2000 }]);
+      const m = await s.messages({ tenant: 'acme', from: T0, to: T0 + 1, limit: 10 });
+      assert.deepEqual([...m.items[0].payload], [7, 8]);
+      assert.equal((await s.findDeviceByTokenHash('h'))?.id, 'd1');
+      // A replay after reopen still stores each point once.
+      await s.writeBatch({ points: [pt(T0, 1), pt(T0 + 2000, 3)], messages: [], deadLetters: [] });
+      assert.equal((await s.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10_000, limit: 10 })).items.length, 3);
+    });
+  }));
+
+  it('a replay that arrives after compaction is read and aggregated once', () => withDir(async (dir) => {
+    await withStore(dir, async (s) => {
+      const batch = { points: [pt(T0, 1), pt(T0 + 1000, 2)], messages: [], deadLetters: [] };
+      await s.writeBatch(batch);
+      assert.equal(await s.compact(), 2);
+      await s.writeBatch(batch);
+      assert.equal((await s.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10_000, limit: 10 })).items.length, 2);
+      assert.deepEqual(await s.aggregate({ tenant: 'acme', device: 'd1', key: 'temp', from: T0, to: T0 + 60_000, intervalMs: 60_000, agg: 'sum' }), [{ ts: T0, value: 3, count: 2 }]);
+      assert.deepEqual(await s.aggregate({ tenant: 'acme', device: 'd1', key: 'temp', from: T0, to: T0 + 60_000, intervalMs: 60_000, agg: 'last' }), [{ ts: T0, value: 2, count: 2 }]);
+      await s.compact();
+      assert.equal((await s.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10_000, limit: 10 })).items.length, 2);
+    });
+  }));
+
+  it('latest - at equal device time the larger message id wins, in any arrival order', () => withDir(async (dir) => {
+    await withStore(dir, async (s) => {
+      await s.writeBatch({ points: [pt(T0, 2, 'b')], messages: [], deadLetters: [] });
+      await s.writeBatch({ points: [pt(T0, 1, 'a')], messages: [], deadLetters: [] });
+      await s.writeBatch({ points: [pt(T0 + 5, 9, 'a'), pt(T0 + 5, 8, 'z'), pt(T0 + 5, 7, 'c')], messages: [], deadLetters: [] });
+      assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'temp', value: 8, ts: T0 + 5 }]);
+    });
+  }));
+
+  it('errors cross the worker boundary with their code; calls after close are refused', () => withDir(async (dir) => {
+    const s = new EmbeddedStore({ dir });
+    await assert.rejects(s.latest('acme', 'd1'), { code: 'STORE_UNAVAILABLE' });
+    await s.open();
+    try {
+      assert.deepEqual(s.status(), { ok: true });
+      await assert.rejects(s.range({ tenant: 'acme', device: 'd1', from: 0, to: 1, limit: 5, after: 'garbage' }), { name: 'FluxgateError', code: 'BAD_REQUEST' });
+      await s.createDevice({ tenant: 'acme', id: 'd1', project: 'p', tokenHash: 'h', disabled: false, createdAt: 0 });
+      const err = await s.createDevice({ tenant: 'acme', id: 'd1', project: 'p', tokenHash: 'h2', disabled: false, createdAt: 0 }).catch((e: unknown) => e);
+      assert.ok(isFluxgateError(err, 'DEVICE_EXISTS'));
+      assert.equal(err.message, 'device d1 already exists in tenant acme');
+      assert.equal(err.status, 409);
+    } finally {
+      await s.close();
+    }
+    await s.close();
+    assert.equal(s.status().ok, false);
+    await assert.rejects(s.latest('acme', 'd1'), { code: 'STORE_UNAVAILABLE' });
+  }));
+});
