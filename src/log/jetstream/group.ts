@@ -1,0 +1,166 @@
+/**
+ * @module One consumer group on JetStream: a durable pull consumer with explicit acks.
+ *
+ * Reads are raw pull requests (`$JS.API.CONSUMER.MSG.NEXT`) with `no_wait` and `expires`:
+ * the server answers at once with whatever is ready (up to `max`), or waits up to `waitMs`
+ * for the first record and then answers. (nats.js's fetch() cannot wait less than 1 s and
+ * always waits for a full batch.) Each delivered record's ack subject is kept until commit.
+ *
+ * Taking a group over ("acquire", on the first read in a process): if the consumer holds
+ * records delivered but never acknowledged (a previous process read them and died or closed
+ * before committing), it is recreated to start right after its ack floor, so those records
+ * come again now and in order, instead of one by one after ack_wait. The consumer is
+ * therefore owned by one reader at a time (see index.ts for spreading groups over nodes).
+ *
+ * Commit acknowledges every record of the batch with an ack that the server confirms
+ * (ackAck: a request on the ack subject, all of the batch in flight at once). A plain ack is
+ * fire-and-forget: one lost in a disconnect would make the group process the record again
+ * after a restart. The acks of a batch are in flight together, so a commit costs about one
+ * round trip whatever its size.
+ */
+import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
+import { createInbox, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { LogRecord } from '../log.js';
+import { decodeEnvelope, encodeToken } from './codec.js';
+import { isNotFound } from './stream.js';
+
+export interface GroupSettings {
+  ackWaitMs: number;
+  maxAckPending: number;
+  requestTimeoutMs: number;
+}
+
+/** The durable consumer name of a group: `fg_` + the group name encoded as a subject token. */
+export function consumerNameOf(group: string): string {
+  return `fg_${encodeToken(group)}`;
+}
+
+const ACK = new TextEncoder().encode('+ACK');
+
+/** Stream sequence of a delivered message, from its ack subject (v1 and v2 formats). */
+export function streamSeqOf(reply: string): bigint {
+  const t = reply.split('.');
+  if (t.length === 9) t.splice(2, 0, '_', '');
+  if (t.length < 11 || t[0] !== '$JS' || t[1] !== 'ACK') throw new Error(`not a JetStream delivery: ${reply}`);
+  return BigInt(t[7]!);
+}
+
+export class GroupReader {
+  readonly consumer: string;
+  private acquired = false;
+  /** Records handed out and not yet committed: stream sequence → ack subject. */
+  private readonly unacked = new Map<bigint, string>();
+  private readonly cancels = new Set<() => void>();
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly jsm: JetStreamManager,
+    private readonly stream: string,
+    readonly group: string,
+    private readonly settings: GroupSettings,
+    private readonly logger?: Logger,
+  ) {
+    this.consumer = consumerNameOf(group);
+  }
+
+  async read(max: number, waitMs: number): Promise<LogRecord[]> {
+    if (!this.acquired) {
+      await this.acquire();
+      this.acquired = true;
+    }
+    const msgs = await this.pull(Math.max(1, max), Math.max(0, waitMs));
+    const records: LogRecord[] = [];
+    for (const m of msgs) {
+      const offset = streamSeqOf(m.reply!);
+      this.unacked.set(offset, m.reply!);
+      records.push({ offset, envelope: decodeEnvelope(m.data) });
+    }
+    return records;
+  }
+
+  /** Acknowledges (confirmed) every record of the batch this reader handed out; others are already done. */
+  async commit(records: readonly LogRecord[]): Promise<void> {
+    const acks: Promise<unknown>[] = [];
+    const timeout = this.settings.requestTimeoutMs;
+    for (const r of records) {
+      const reply = this.unacked.get(r.offset);
+      if (reply === undefined) continue;
+      acks.push(this.nc.request(reply, ACK, { timeout }).then(() => { this.unacked.delete(r.offset); }));
+    }
+    await Promise.all(acks);
+  }
+
+  /** Ends waiting pulls now (close): they resolve with what they received. */
+  cancelWaits(): void {
+    for (const c of [...this.cancels]) c();
+  }
+
+  private config(): Partial<ConsumerConfig> {
+    return {
+      durable_name: this.consumer,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(this.settings.ackWaitMs),
+      max_ack_pending: this.settings.maxAckPending,
+      // Redelivery goes on until committed: a record is never dropped for being retried.
+      max_deliver: -1,
+    };
+  }
+
+  private async acquire(): Promise<void> {
+    const info = await this.jsm.consumers.info(this.stream, this.consumer).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    if (!info) {
+      // A new group starts at the oldest record the stream holds.
+      await this.jsm.consumers.add(this.stream, { ...this.config(), deliver_policy: DeliverPolicy.All });
+      return;
+    }
+    if (info.num_ack_pending === 0) return;
+    const start = info.ack_floor.stream_seq + 1;
+    this.logger?.info({ group: this.group, consumer: this.consumer, ackFloor: info.ack_floor.stream_seq, unacked: info.num_ack_pending }, 'log group taken over: uncommitted records are read again from the ack floor');
+    await this.jsm.consumers.delete(this.stream, this.consumer);
+    await this.jsm.consumers.add(this.stream, { ...this.config(), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
+  }
+
+  /**
+   * One pull request: up to `batch` messages, returned as soon as any are ready, else after
+   * `waitMs`. The server ends the request with a status message (404/408) when it has no more;
+   * a local timer a little past `waitMs` covers a lost connection.
+   */
+  private pull(batch: number, waitMs: number): Promise<Msg[]> {
+    return new Promise<Msg[]>((resolve, reject) => {
+      const got: Msg[] = [];
+      let done = false;
+      const inbox = createInbox();
+      const finish = (err?: Error): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.cancels.delete(cancel);
+        sub.unsubscribe();
+        if (err && got.length === 0) reject(err); else resolve(got);
+      };
+      const cancel = (): void => finish();
+      const sub = this.nc.subscribe(inbox, {
+        callback: (err, m) => {
+          if (err) return finish(err);
+          if (!m.reply) {
+            const code = m.headers?.code ?? 0;
+            if (code === 100) return; // idle heartbeat
+            if (code !== 404 && code !== 408) this.logger?.warn({ group: this.group, code, description: m.headers?.description }, 'log pull request ended by the server');
+            return finish();
+          }
+          got.push(m);
+          if (got.length >= batch) finish();
+        },
+      });
+      const timer = setTimeout(() => finish(), waitMs + this.settings.requestTimeoutMs);
+      this.cancels.add(cancel);
+      const req: Record<string, unknown> = { batch, no_wait: true };
+      if (waitMs > 0) req.expires = nanos(waitMs);
+      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, JSON.stringify(req), { reply: inbox });
+    });
+  }
+}
