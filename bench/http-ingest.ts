@@ -11,7 +11,8 @@
  * ingest ≥ 50% of the bare route's requests/s.
  *
  *   node --import tsx bench/http-ingest.ts [--seconds 10] [--warmup 2] [--connections 100]
- *        [--only bare,node,node-ingest-only] [--cpu-prof DIR]   (DIR: profiles of the node child)
+ *        [--only bare,node,node-ingest-only] [--shapes single,array100]
+ *        [--cpu-prof DIR]   (node --cpu-prof of the node child, one folder per variant)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
@@ -19,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createDevices, fmt, load, machine, pin, startNodeChild, stopChild, track, untrackDir, type LoadResult, type Req } from './run.js';
+import { cpuProfArgs, createDevices, fmt, load, machine, pin, startNodeChild, stopChild, track, untrackDir, type LoadResult, type Req } from './run.js';
 
 const SINGLE = JSON.stringify({ temperature: 21.5, humidity: 40.25, on: true });
 const ARRAY = JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ temperature: 20 + i / 10, humidity: 40.25, on: true })));
@@ -54,7 +55,20 @@ async function startBare(): Promise<{ url: string; stop: () => Promise<void> }> 
   return { url, stop: () => stopChild(child) };
 }
 
-interface Row { server: string; shape: string; r: LoadResult; batch: number }
+interface Row { server: string; shape: string; r: LoadResult; batch: number; note?: string }
+
+/** The log line of /readyz ("lag N records…"), and waits (bounded) until processing caught up. */
+async function lagAfter(url: string, processing: boolean): Promise<string> {
+  const detail = async () => {
+    const r = await fetch(url + '/readyz');
+    return ((await r.json()) as { components?: { log?: { detail?: string } } }).components?.log?.detail ?? '?';
+  };
+  const atEnd = await detail();
+  if (!processing) return `log at end: ${atEnd}`;
+  const t0 = performance.now();
+  while (!(await detail()).startsWith('lag 0 ') && performance.now() - t0 < 300_000) await new Promise((r) => setTimeout(r, 50));
+  return `log at end: ${atEnd}; processing caught up ${((performance.now() - t0) / 1000).toFixed(1)} s later`;
+}
 
 async function runCase(url: string, tokens: string[], body: string, args: { seconds: number; warmup: number; connections: number }): Promise<LoadResult> {
   const request = (i: number): Req => ({
@@ -69,12 +83,13 @@ function print(row: Row): void {
   const { r } = row;
   const other = Object.entries(r.statuses).filter(([c]) => !c.startsWith('2')).map(([c, n]) => `${c}×${n}`).join(' ');
   console.log(`${row.server.padEnd(18)} ${row.shape.padEnd(9)} ${fmt(r.okPerSec).padStart(8)} req/s ${fmt(r.okPerSec * row.batch).padStart(10)} msg/s   p50 ${fmt(r.latency.p50, 2).padStart(6)} ms  p99 ${fmt(r.latency.p99, 2).padStart(7)} ms  cpu0/1 ${r.cpuBusy.join('/')}%  (${fmt(r.ok)} ok in ${r.seconds} s${other ? `; other: ${other}` : ''}${r.errors ? `; errors ${r.errors}` : ''})`);
+  if (row.note) console.log(`${''.padEnd(28)}${row.note}`);
 }
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seconds: { type: 'string', default: '10' }, warmup: { type: 'string', default: '2' }, connections: { type: 'string', default: '100' },
-    only: { type: 'string', default: 'bare,node,node-ingest-only' }, 'cpu-prof': { type: 'string' },
+    only: { type: 'string', default: 'bare,node,node-ingest-only' }, shapes: { type: 'string', default: 'single,array100' }, 'cpu-prof': { type: 'string' },
   } });
   const args = { seconds: Number(values.seconds), warmup: Number(values.warmup), connections: Number(values.connections) };
   const only = new Set(values.only!.split(','));
@@ -83,7 +98,7 @@ async function main(): Promise<void> {
   console.log(`# server on core 0, load (autocannon, this process) on core ${pinned ? '1' : '? (taskset failed: not pinned)'}; ${args.connections} keep-alive connections, ${args.warmup} s warm-up + ${args.seconds} s per case`);
   console.log(`# single body ${SINGLE.length} B; array body ${ARRAY.length} B (100 messages)\n`);
   const rows: Row[] = [];
-  const shapes = [{ shape: 'single', body: SINGLE, batch: 1 }, { shape: 'array100', body: ARRAY, batch: 100 }];
+  const shapes = [{ shape: 'single', body: SINGLE, batch: 1 }, { shape: 'array100', body: ARRAY, batch: 100 }].filter((s) => values.shapes!.split(',').includes(s.shape));
 
   if (only.has('bare')) {
     const bare = await startBare();
@@ -100,11 +115,14 @@ async function main(): Promise<void> {
   for (const v of variants) {
     const dir = await mkdtemp(join(tmpdir(), 'fluxgate-bench-http-'));
     track(undefined, dir);
-    const env = { ...v.env, ...(values['cpu-prof'] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${resolve(values['cpu-prof'], v.name)}` } : {}) };
-    const node = await startNodeChild(dir, env);
+    const node = await startNodeChild(dir, v.env, { nodeArgs: cpuProfArgs(values['cpu-prof'] && resolve(values['cpu-prof'], v.name)) });
     try {
       const tokens = await createDevices(node.api, 'bench-', args.connections);
-      for (const s of shapes) { const row = { server: v.name, shape: s.shape, batch: s.batch, r: await runCase(node.url, tokens, s.body, args) }; print(row); rows.push(row); }
+      for (const s of shapes) {
+        const r = await runCase(node.url, tokens, s.body, args);
+        const row = { server: v.name, shape: s.shape, batch: s.batch, r, note: await lagAfter(node.url, v.name === 'node') };
+        print(row); rows.push(row);
+      }
     } finally {
       await stopChild(node.child);
       await rm(dir, { recursive: true, force: true });

@@ -20,7 +20,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ADMIN_KEY, createDevices, fmt, load, machine, percentiles, pin, startNodeChild, stopChild, track, untrackDir, type Api, type LoadResult, type Req } from './run.js';
+import { ADMIN_KEY, cpuProfArgs, createDevices, histDelta, metricsSnapshot, fmt, load, machine, percentiles, pin, startNodeChild, stopChild, track, untrackDir, type Api, type LoadResult, type Req } from './run.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '10' }, rate: { type: 'string', default: '10000' }, batch: { type: 'string', default: '10' },
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   console.log(`# node on core 0 (processing on), load and probes (this process) on core ${pinned ? '1' : '? (taskset failed)'}; ${SECONDS} s per phase\n`);
   const dir = await mkdtemp(join(tmpdir(), 'fluxgate-bench-latest-'));
   track(undefined, dir);
-  const node = await startNodeChild(dir, values['cpu-prof'] ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${resolve(values['cpu-prof'])}` } : {});
+  const node = await startNodeChild(dir, {}, { nodeArgs: cpuProfArgs(values['cpu-prof'] && resolve(values['cpu-prof'])) });
   try {
     const api = node.api;
     const tokens = await createDevices(api, 'lr-', DEVICES);
@@ -84,14 +84,17 @@ async function main(): Promise<void> {
     const warm = load({ ...ingestOpts, seconds: 2 });
     await warm;
     const before = await readyz(api);
+    const snap0 = await metricsSnapshot(node.url);
     const ingest = load({ ...ingestOpts, seconds: SECONDS + 2 });
     await sleep(1000);
     const reads = await load({ url: node.url, connections: 4, seconds: SECONDS, request: readRequest, overallRate: READ_RATE });
     const ing = await ingest;
     const after = await readyz(api);
+    const snap1 = await metricsSnapshot(node.url);
     console.log(`ingest during reads:             ${fmt(ing.okPerSec * BATCH)} msg/s acknowledged (${fmt(ing.okPerSec)} req/s of ${BATCH}; p99 ack ${fmt(ing.latency.p99, 2)} ms; non-2xx: ${others(ing)}); stored ${fmt((after.processed - before.processed) / ing.seconds)} msg/s; lag at end ${after.lag}`);
     console.log(`latest read while ingesting:     ${fmt(reads.okPerSec)} reads/s  ${lat(reads.latency)}  cpu0/1 ${reads.cpuBusy.join('/')}%  (non-2xx: ${others(reads)})`);
     const readGoal = reads.latency.p99 <= 2;
+    for (const h of ['fluxgate_store_write_seconds', 'fluxgate_store_compaction_seconds', 'fluxgate_log_append_seconds']) console.log(`  ${histDelta(snap0, snap1, h)}`);
     console.log(`GOAL latest-read p99 ≤ 2 ms at ${fmt(RATE)} msg/s: ${fmt(reads.latency.p99, 2)} ms — ${readGoal ? 'MET' : 'NOT MET'}`);
     await waitLagZero(api);
 
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
     const halfBatch = 100;
     const bg = load({ url: node.url, connections: Math.min(DEVICES, 50), request: ingestRequest(tokens, halfBatch), overallRate: Math.max(1, Math.round(half / halfBatch)), seconds: SECONDS + 3 });
     await sleep(2000);
+    const snap2 = await metricsSnapshot(node.url);
     const probeApi = async (method: string, path: string, b?: unknown) => api(method, path, b, method === 'POST' ? probeToken : ADMIN_KEY);
     const visible: number[] = [];
     const acks: number[] = [];
@@ -135,11 +139,13 @@ async function main(): Promise<void> {
       if (!seen) timeouts++;
       await sleep(10);
     }
+    const snap3 = await metricsSnapshot(node.url);
     const bgr = await bg;
     const v = percentiles(visible);
     console.log(`visibility at half max (${fmt(half)} msg/s target; background acknowledged ${fmt(bgr.okPerSec * halfBatch)} msg/s, non-2xx: ${others(bgr)}):`);
     console.log(`  device time → visible in REST: ${visible.length} probes  ${lat(v)}${timeouts ? `  (${timeouts} not visible within 5 s)` : ''}${refused ? `  (${refused} probes refused)` : ''}`);
     console.log(`  device time → 202 (ack):       ${lat(percentiles(acks))}`);
+    for (const h of ['fluxgate_store_write_seconds', 'fluxgate_store_compaction_seconds', 'fluxgate_log_append_seconds']) console.log(`  ${histDelta(snap2, snap3, h)}`);
     const visGoal = v.p99 <= 50 && timeouts === 0;
     console.log(`GOAL device time → visible p99 ≤ 50 ms at half max rate: ${fmt(v.p99, 2)} ms — ${visGoal ? 'MET' : 'NOT MET'}`);
   } finally {

@@ -6,7 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -26,7 +26,7 @@ export function pin(cpuList: string, pid: number = process.pid): boolean {
 
 /** One line describing the machine, for the figures. */
 export function machine(): string {
-  return `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${new Date().toISOString()}`;
+  return `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}, ${new Date().toISOString()}, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`;
 }
 
 const children = new Set<ChildProcess>();
@@ -85,12 +85,14 @@ export interface NodeChild { child: ChildProcess; pid: number; url: string; outp
 
 /**
  * A node (`bin/fluxgate.js start`) in a child process pinned to `cpu` (taskset -c, every
- * thread) on port 0 for HTTP and MQTT, with `dataDir`; `env` adds FLUXGATE_* settings or
- * NODE_OPTIONS (e.g. --cpu-prof). Resolves once /readyz answers 200 (polled every 10 ms).
+ * thread) on port 0 for HTTP and MQTT, with `dataDir`; `env` adds FLUXGATE_* settings,
+ * `nodeArgs` node flags (e.g. --cpu-prof, which NODE_OPTIONS refuses). Resolves once /readyz
+ * answers 200 (polled every 10 ms).
  */
-export async function startNodeChild(dataDir: string, env: Record<string, string> = {}, cpu = '0', timeoutMs = 120_000): Promise<NodeChild> {
+export async function startNodeChild(dataDir: string, env: Record<string, string> = {}, opts: { cpu?: string; timeoutMs?: number; nodeArgs?: string[] } = {}): Promise<NodeChild> {
+  const { cpu = '0', timeoutMs = 120_000, nodeArgs = [] } = opts;
   const startedAt = performance.now();
-  const child = spawn('taskset', ['-c', cpu, process.execPath, CLI, 'start'], {
+  const child = spawn('taskset', ['-c', cpu, process.execPath, ...nodeArgs, CLI, 'start'], {
     env: {
       ...process.env, FLUXGATE_DATA_DIR: dataDir, FLUXGATE_HTTP_HOST: '127.0.0.1', FLUXGATE_HTTP_PORT: '0',
       FLUXGATE_MQTT_HOST: '127.0.0.1', FLUXGATE_MQTT_PORT: '0', FLUXGATE_ADMIN_KEY: ADMIN_KEY, FLUXGATE_LOG_LEVEL: 'warn', ...env,
@@ -113,6 +115,9 @@ export async function startNodeChild(dataDir: string, env: Record<string, string
   const readyAt = performance.now();
   return { child, pid: child.pid!, url, output: () => out, api: apiClient(url), startedAt, readyAt };
 }
+
+/** node flags that write a CPU profile of every thread into `dir` on exit (SIGTERM: the node exits cleanly). */
+export const cpuProfArgs = (dir: string | undefined): string[] => (dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`] : []);
 
 /** Creates `count` devices `${prefix}${i}` and returns their tokens in order. */
 export async function createDevices(api: Api, prefix: string, count: number): Promise<string[]> {
@@ -203,6 +208,46 @@ export async function load(opts: LoadOptions): Promise<LoadResult> {
   for (const [code, { count }] of Object.entries(r.statusCodeStats ?? {})) { statuses[code] = Number(count); requests += Number(count); }
   const ok = Object.entries(statuses).filter(([c]) => c.startsWith('2')).reduce((s, [, n]) => s + n, 0);
   return { seconds: r.duration, requests, ok, okPerSec: ok / r.duration, statuses, errors: r.errors, latency: percentiles(latencies), cpuBusy };
+}
+
+export interface Hist { buckets: Array<[number, number]>; sum: number; count: number }
+export type MetricsSnapshot = Map<string, Hist>;
+
+/** The histograms of a node's /metrics (labels summed), to compare two moments with `histDelta`. */
+export async function metricsSnapshot(url: string): Promise<MetricsSnapshot> {
+  const text = await (await fetch(url + '/metrics')).text();
+  const out: MetricsSnapshot = new Map();
+  const get = (n: string) => { let h = out.get(n); if (!h) out.set(n, h = { buckets: [], sum: 0, count: 0 }); return h; };
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)_(bucket|sum|count)(\{[^}]*\})? ([\d.e+-]+|NaN|\+Inf)$/.exec(line);
+    if (!m) continue;
+    const h = get(m[1]);
+    const v = Number(m[4]);
+    if (m[2] === 'sum') h.sum += v;
+    else if (m[2] === 'count') h.count += v;
+    else {
+      const le = /le="([^"]+)"/.exec(m[3] ?? '')?.[1];
+      const bound = le === '+Inf' ? Infinity : Number(le);
+      const b = h.buckets.find(([x]) => x === bound);
+      if (b) b[1] += v; else h.buckets.push([bound, v]);
+    }
+  }
+  for (const h of out.values()) h.buckets.sort((a, b) => a[0] - b[0]);
+  return out;
+}
+
+/** One histogram between two snapshots: count, mean and the bucket bound holding the p99. */
+export function histDelta(a: MetricsSnapshot, b: MetricsSnapshot, name: string, unit: 's' | '' = 's'): string {
+  const hb = b.get(name);
+  if (!hb) return `${name}: absent`;
+  const ha = a.get(name) ?? { buckets: [], sum: 0, count: 0 };
+  const count = hb.count - ha.count;
+  if (count <= 0) return `${name}: none`;
+  const mean = (hb.sum - ha.sum) / count;
+  const cum = hb.buckets.map(([le, c]) => [le, c - (ha.buckets.find(([x]) => x === le)?.[1] ?? 0)] as const);
+  const p99 = cum.find(([, c]) => c >= 0.99 * count)?.[0] ?? Infinity;
+  const show = (v: number) => (unit === 's' ? `${fmt(v * 1000, 2)} ms` : fmt(v, 1));
+  return `${name}: ${fmt(count)} observed, mean ${show(mean)}, p99 ≤ ${p99 === Infinity ? '+Inf' : show(p99)}`;
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
