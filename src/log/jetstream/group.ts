@@ -6,11 +6,15 @@
  * for the first record and then answers. (nats.js's fetch() cannot wait less than 1 s and
  * always waits for a full batch.) Each delivered record's ack subject is kept until commit.
  *
- * Taking a group over ("acquire", on the first read in a process): if the consumer holds
- * records delivered but never acknowledged (a previous process read them and died or closed
- * before committing), it is recreated to start right after its ack floor, so those records
- * come again now and in order, instead of one by one after ack_wait. The consumer is
- * therefore owned by one reader at a time (see index.ts for spreading groups over nodes).
+ * Deliveries that never reached this reader: the server counts a record as delivered when
+ * it sends it, so records a previous process read and never committed, or records in flight
+ * when a connection or a server died, would only come back one by one after ack_wait, out
+ * of order. So the reader checks the consumer when it takes the group over (first read in a
+ * process) and after anything that may have lost deliveries (reconnect, a pull that ended
+ * without the server's answer, a 409/503 status): when the server counts more records
+ * delivered-and-unacknowledged than this reader holds, and this reader holds none, the
+ * consumer is recreated to start right after its ack floor, and those records come again now
+ * and in order. The consumer is therefore owned by one reader at a time (see index.ts).
  *
  * Commit acknowledges every record of the batch with an ack that the server confirms
  * (ackAck: a request on the ack subject, all of the batch in flight at once). A plain ack is
@@ -48,7 +52,8 @@ export function streamSeqOf(reply: string): bigint {
 
 export class GroupReader {
   readonly consumer: string;
-  private acquired = false;
+  /** Deliveries may have been lost since the last check (and at the start). */
+  private suspect = true;
   /** Records handed out and not yet committed: stream sequence → ack subject. */
   private readonly unacked = new Map<bigint, string>();
   private readonly cancels = new Set<() => void>();
@@ -65,10 +70,7 @@ export class GroupReader {
   }
 
   async read(max: number, waitMs: number): Promise<LogRecord[]> {
-    if (!this.acquired) {
-      await this.acquire();
-      this.acquired = true;
-    }
+    if (this.suspect) await this.check();
     const msgs = await this.pull(Math.max(1, max), Math.max(0, waitMs));
     const records: LogRecord[] = [];
     for (const m of msgs) {
@@ -107,7 +109,12 @@ export class GroupReader {
     };
   }
 
-  private async acquire(): Promise<void> {
+  /** Marks the group for a check at the next read (after a reconnect). */
+  markSuspect(): void {
+    this.suspect = true;
+  }
+
+  private async check(): Promise<void> {
     const info = await this.jsm.consumers.info(this.stream, this.consumer).catch((err: unknown) => {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -115,13 +122,18 @@ export class GroupReader {
     if (!info) {
       // A new group starts at the oldest record the stream holds.
       await this.jsm.consumers.add(this.stream, { ...this.config(), deliver_policy: DeliverPolicy.All });
+      this.suspect = false;
       return;
     }
-    if (info.num_ack_pending === 0) return;
+    if (info.num_ack_pending <= this.unacked.size) { this.suspect = false; return; }
+    // Records this reader still holds would be delivered again under new ack subjects; wait
+    // until they are committed (the next read after the commit checks again).
+    if (this.unacked.size > 0) return;
     const start = info.ack_floor.stream_seq + 1;
-    this.logger?.info({ group: this.group, consumer: this.consumer, ackFloor: info.ack_floor.stream_seq, unacked: info.num_ack_pending }, 'log group taken over: uncommitted records are read again from the ack floor');
+    this.logger?.info({ group: this.group, consumer: this.consumer, ackFloor: info.ack_floor.stream_seq, unacked: info.num_ack_pending }, 'log group rewound to its ack floor: records delivered and never committed are read again');
     await this.jsm.consumers.delete(this.stream, this.consumer);
     await this.jsm.consumers.add(this.stream, { ...this.config(), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start });
+    this.suspect = false;
   }
 
   /**
@@ -145,18 +157,21 @@ export class GroupReader {
       const cancel = (): void => finish();
       const sub = this.nc.subscribe(inbox, {
         callback: (err, m) => {
-          if (err) return finish(err);
+          if (err) { this.suspect = true; return finish(err); }
           if (!m.reply) {
             const code = m.headers?.code ?? 0;
             if (code === 100) return; // idle heartbeat
-            if (code !== 404 && code !== 408) this.logger?.warn({ group: this.group, code, description: m.headers?.description }, 'log pull request ended by the server');
+            if (code !== 404 && code !== 408) {
+              this.suspect = true;
+              this.logger?.warn({ group: this.group, code, description: m.headers?.description }, 'log pull request ended by the server');
+            }
             return finish();
           }
           got.push(m);
           if (got.length >= batch) finish();
         },
       });
-      const timer = setTimeout(() => finish(), waitMs + this.settings.requestTimeoutMs);
+      const timer = setTimeout(() => { this.suspect = true; finish(); }, waitMs + this.settings.requestTimeoutMs);
       this.cancels.add(cancel);
       const req: Record<string, unknown> = { batch, no_wait: true };
       if (waitMs > 0) req.expires = nanos(waitMs);

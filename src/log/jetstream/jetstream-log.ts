@@ -231,6 +231,7 @@ export class JetStreamLog implements Log {
         } else if (s.type === 'reconnect') {
           this.connected = true;
           logger?.info({ stream: this.stream, server: s.server }, 'log reconnected to JetStream');
+          for (const g of this.groups.values()) g.markSuspect();
           this.lag?.kick();
         }
       }
