@@ -23,7 +23,7 @@ import { RetainedStore } from './retained.js';
 import { Session, type Outgoing } from './session.js';
 import { SessionStore } from './session-store.js';
 import { SubscriptionTree, type SubOptions } from './subscriptions.js';
-import { classifyPublish, maySubscribe, parseFilter, topicMatches, type ClientIdentity, type ParsedFilter } from './topics.js';
+import { classifyPublish, maySubscribe, parseFilter, topicMatches, type ClientIdentity, type ParsedFilter, type PublishRoute } from './topics.js';
 import { scheduleWill } from './will.js';
 
 /** Authenticates application clients (API keys); arrives with the tenancy work. Returns undefined for "not an application credential". */
@@ -211,8 +211,7 @@ export class Broker {
    * Takes a message published by a client (or a will): device data is appended to the log and
    * routed once durable; commands and replies are routed; anything else is refused.
    */
-  accept(who: ClientIdentity, msg: RoutedMessage, messageId: string | undefined, done: (outcome: PublishOutcome, err?: Error) => void): void {
-    const route = classifyPublish(who, msg.topic);
+  accept(who: ClientIdentity, msg: RoutedMessage, messageId: string | undefined, done: (outcome: PublishOutcome, err?: Error) => void, route: PublishRoute = classifyPublish(who, msg.topic)): void {
     if (route.action === 'refuse') return done('forbidden');
     if (route.action === 'route') {
       this.route(who.tenant, msg);

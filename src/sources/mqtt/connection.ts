@@ -11,7 +11,7 @@ import { handleConnect } from './connect.js';
 import { handlePublish, handlePubrel, handleSubscribe, handleUnsubscribe } from './inbound.js';
 import type { RoutedMessage } from './message.js';
 import type { Outgoing, Session, SessionConnection } from './session.js';
-import type { ClientIdentity } from './topics.js';
+import type { ClientIdentity, PublishRoute } from './topics.js';
 
 export type ConnectionState = 'new' | 'connecting' | 'open' | 'closed';
 
@@ -19,6 +19,13 @@ export type ConnectionState = 'new' | 'connecting' | 'open' | 'closed';
 export interface Will { msg: RoutedMessage; delaySeconds: number; expirySeconds?: number }
 
 type Parser = ReturnType<typeof createParser> & { packet?: { length: number } };
+
+type AckCmd = 'puback' | 'pubrec' | 'pubrel' | 'pubcomp';
+/**
+ * Successful acks are the same bytes in 3.1.1 and 5.0 (reason 0 and no properties are omitted,
+ * §3.4.2.1); each is generated once by mqtt-packet per packet id and shared by every connection.
+ */
+const ackCache: Record<AckCmd, Array<Buffer | undefined>> = { puback: [], pubrec: [], pubrel: [], pubcomp: [] };
 
 /** Fixed header size of a packet with this remaining length. */
 const headerBytes = (len: number) => 1 + (len < 128 ? 1 : len < 16384 ? 2 : len < 2097152 ? 3 : 4);
@@ -37,6 +44,8 @@ export class Connection implements SessionConnection {
   clientMaxPacket = 0;
   clientAliasMax = 0;
   readonly inAliases = new Map<number, string>();
+  /** What this client's recent topics classify as (a device publishes to a handful of topics). */
+  readonly routes = new Map<string, PublishRoute>();
   private readonly outAliases = new Map<string, number>();
   /** QoS 1/2 PUBLISHes received and not yet answered with PUBACK/PUBCOMP (v5 Receive Maximum). */
   inboundInflight = 0;
@@ -220,20 +229,29 @@ export class Connection implements SessionConnection {
       return this.pump();
     }
     out.released = true;
-    this.send({ cmd: 'pubrel', messageId: id });
+    this.sendAck('pubrel', id);
   }
 
   /** After CONNACK of a resumed session: resend what was in flight with DUP [MQTT-4.4.0-1], then the queue. */
   resume(): void {
     const s = this.session!;
     for (const out of s.inflight.values()) {
-      if (out.released) this.send({ cmd: 'pubrel', messageId: out.packetId });
+      if (out.released) this.sendAck('pubrel', out.packetId);
       else this.writePublish(out, true);
     }
     this.pump();
   }
 
   // ---- writing and closing ----
+
+  /** PUBACK / PUBREC / PUBREL / PUBCOMP with reason 0, from the shared cache. */
+  sendAck(cmd: AckCmd, messageId: number): void {
+    if (this.state === 'closed') return;
+    const cache = ackCache[cmd];
+    let buf = cache[messageId];
+    if (!buf) cache[messageId] = buf = generate({ cmd, messageId } as Packet, { protocolVersion: 4 });
+    this.write(buf, cmd);
+  }
 
   send(packet: Packet): void {
     if (this.state === 'closed') return;

@@ -7,7 +7,7 @@
 import type { IPublishPacket, IPubrelPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet';
 import type { Connection } from './connection.js';
 import { toRouted } from './message.js';
-import { parseFilter, validTopicName } from './topics.js';
+import { classifyPublish, parseFilter, validTopicName } from './topics.js';
 
 function userPropertyId(p: IPublishPacket): string | undefined {
   const id = p.properties?.userProperties?.id;
@@ -42,7 +42,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     // QoS 2 retried before PUBREL: answer again, never log twice [MQTT-4.3.3-9].
     if (qos === 2) {
       const state = session.incomingQos2.get(id);
-      if (state === 'stored') return conn.send({ cmd: 'pubrec', messageId: id });
+      if (state === 'stored') return conn.sendAck('pubrec', id);
       if (state === 'appending') return;
     }
     conn.inboundInflight++;
@@ -55,7 +55,8 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   const ack = (reasonCode: number): void => {
     if (qos === 1) {
       conn.inboundInflight--;
-      conn.send({ cmd: 'puback', messageId: id, ...(conn.v5 && reasonCode ? { reasonCode } : {}) });
+      if (conn.v5 && reasonCode) conn.send({ cmd: 'puback', messageId: id, reasonCode });
+      else conn.sendAck('puback', id);
     } else if (qos === 2) {
       // A v5 PUBREC with an error ends the exchange; otherwise PUBREL follows.
       if (conn.v5 && reasonCode >= 0x80) {
@@ -64,11 +65,17 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
       } else {
         session.incomingQos2.set(id, 'stored');
       }
-      conn.send({ cmd: 'pubrec', messageId: id, ...(conn.v5 && reasonCode ? { reasonCode } : {}) });
+      if (conn.v5 && reasonCode) conn.send({ cmd: 'pubrec', messageId: id, reasonCode });
+      else conn.sendAck('pubrec', id);
     }
-    if (qos > 0) broker.metrics.pubackSeconds.observe((Date.now() - received) / 1000);
+    if (qos > 0) broker.metrics.ackLatency((Date.now() - received) / 1000);
   };
 
+  let route = conn.routes.get(topic);
+  if (!route) {
+    if (conn.routes.size >= 64) conn.routes.clear();
+    conn.routes.set(topic, (route = classifyPublish(identity, topic)));
+  }
   if (qos === 2) session.incomingQos2.set(id, 'appending');
   conn.pendingAppends++;
   conn.updateReading();
@@ -85,7 +92,7 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     // A refused publish: v5 answers 0x87; v3.1.1 has no refusal code, so it is acknowledged and dropped (counted).
     ack(outcome === 'forbidden' && conn.v5 ? 0x87 : 0);
     conn.updateReading();
-  });
+  }, route);
 }
 
 export function handlePubrel(conn: Connection, p: IPubrelPacket): void {
@@ -97,7 +104,8 @@ export function handlePubrel(conn: Connection, p: IPubrelPacket): void {
     conn.inboundInflight = Math.max(0, conn.inboundInflight - 1);
   }
   // [MQTT-4.3.3-11] PUBCOMP with the same packet id; v5 0x92 when the id is unknown.
-  conn.send({ cmd: 'pubcomp', messageId: id, ...(conn.v5 && !known ? { reasonCode: 0x92 } : {}) });
+  if (conn.v5 && !known) conn.send({ cmd: 'pubcomp', messageId: id, reasonCode: 0x92 });
+  else conn.sendAck('pubcomp', id);
 }
 
 export function handleSubscribe(conn: Connection, p: ISubscribePacket): void {

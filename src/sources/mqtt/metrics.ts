@@ -27,6 +27,9 @@ export class MqttMetrics {
   private readonly outChildren = new Map<string, { inc(n?: number): void }>();
   private readonly pubChildren = new Map<string, { inc(n?: number): void }>();
   private readonly msgChildren = new Map<string, { inc(n?: number): void }>();
+  private readonly pending = new Map<string, Map<string, number>>();
+  private latencies: number[] = [];
+  private flushScheduled = false;
 
   constructor(private readonly shared: Metrics) {
     const r = shared.registry;
@@ -55,18 +58,53 @@ export class MqttMetrics {
     c.inc();
   }
 
-  /** Counts a client PUBLISH; accepted device messages also count in `fluxgate_messages_total{protocol="mqtt"}`. */
+  /**
+   * Counts a client PUBLISH; accepted device messages also count in `fluxgate_messages_total{protocol="mqtt"}`.
+   * Counts gather in plain numbers and reach prom-client once per event-loop turn (the hot path stays cheap).
+   */
   publish(tenant: string, qos: number, outcome: PublishOutcome, n = 1): void {
-    const key = `${tenant}\u0000${qos}\u0000${outcome}`;
-    let c = this.pubChildren.get(key);
-    if (!c) this.pubChildren.set(key, (c = this.publishes.labels(tenant, String(qos), outcome)));
-    c.inc(n);
-    const shared = outcome === 'accepted' ? 'accepted' : outcome === 'forbidden' ? 'forbidden' : outcome === 'too_large' ? 'too_large' : outcome === 'error' ? 'error' : undefined;
-    if (shared) {
-      const mk = `${tenant}\u0000${shared}`;
-      let m = this.msgChildren.get(mk);
-      if (!m) this.msgChildren.set(mk, (m = this.shared.messages.labels(tenant, 'mqtt', shared)));
-      m.inc(n);
+    let perTenant = this.pending.get(tenant);
+    if (!perTenant) this.pending.set(tenant, (perTenant = new Map()));
+    const key = outcome + qos;
+    perTenant.set(key, (perTenant.get(key) ?? 0) + n);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const latencies = this.latencies;
+    this.latencies = [];
+    for (const l of latencies) this.pubackSeconds.observe(l);
+    for (const [tenant, counts] of this.pending) {
+      for (const [key, n] of counts) {
+        if (n === 0) continue;
+        counts.set(key, 0);
+        const outcome = key.slice(0, -1) as PublishOutcome;
+        const qos = key.slice(-1);
+        const k = `${tenant}\u0000${key}`;
+        let c = this.pubChildren.get(k);
+        if (!c) this.pubChildren.set(k, (c = this.publishes.labels(tenant, qos, outcome)));
+        c.inc(n);
+        const shared = outcome === 'accepted' || outcome === 'forbidden' || outcome === 'too_large' || outcome === 'error' ? outcome : undefined;
+        if (shared) {
+          const mk = `${tenant}\u0000${shared}`;
+          let m = this.msgChildren.get(mk);
+          if (!m) this.msgChildren.set(mk, (m = this.shared.messages.labels(tenant, 'mqtt', shared)));
+          m.inc(n);
+        }
+      }
+    }
+  }
+
+  /** PUBACK/PUBREC latency, gathered per turn like the counters. */
+  ackLatency(seconds: number): void {
+    this.latencies.push(seconds);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
     }
   }
 }
