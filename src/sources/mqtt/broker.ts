@@ -58,6 +58,7 @@ export class Broker {
   private readonly store: SessionStore;
   private readonly local: Array<{ tenant: string; filter: string; handler: LocalHandler }> = [];
   private pausedSince = 0;
+  private lastCompaction = Date.now();
   private sweepTimer?: NodeJS.Timeout;
   private pressureTimer?: NodeJS.Timeout;
 
@@ -310,6 +311,12 @@ export class Broker {
   /** Closes connections without CONNECT in time and those silent past 1.5 × keepalive [MQTT-3.1.2-24]. */
   private sweep(): void {
     const now = Date.now();
+    if (now - this.lastCompaction > 10_000) {
+      this.lastCompaction = now;
+      const fail = (err: unknown) => this.logger.error({ err }, 'mqtt state compaction failed');
+      this.retained.compact().catch(fail);
+      this.store.compact(this.sessions.values()).catch(fail);
+    }
     for (const c of this.connections) {
       if (c.state === 'new' || c.state === 'connecting') {
         if (now - c.createdAt > this.config.connectTimeoutMs) c.close(undefined, 'connect_timeout');

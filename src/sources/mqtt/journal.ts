@@ -3,7 +3,8 @@
  * Opening reads every intact line (a torn last line after a crash is skipped), then writes
  * the caller's compacted state to a fresh file (write + fsync + rename) and appends from there.
  * Appends are written in order by one background writer: they reach the OS at once (they
- * survive a process crash) and are fsynced on close.
+ * survive a process crash) and are fsynced on close. `maybeCompact` rewrites the file from the
+ * owner's state once appends have grown past twice the last snapshot (and 16 MiB).
  */
 import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
 
@@ -12,6 +13,9 @@ export class Journal {
   private pending: string[] = [];
   private writing?: Promise<void>;
   private failed?: Error;
+  private snapshotBytes = 0;
+  private appendedBytes = 0;
+  private compacting = false;
 
   constructor(readonly path: string) {}
 
@@ -40,20 +44,40 @@ export class Journal {
   async open(records: unknown[]): Promise<void> {
     const tmp = `${this.path}.tmp`;
     const fh = await open(tmp, 'w');
+    const text = records.map((r) => JSON.stringify(r) + '\n').join('');
     try {
-      await fh.writeFile(records.map((r) => JSON.stringify(r) + '\n').join(''));
+      await fh.writeFile(text);
       await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(tmp, this.path);
     this.fh = await open(this.path, 'a');
+    this.snapshotBytes = text.length;
+    this.appendedBytes = 0;
+    if (this.pending.length > 0 && !this.writing) this.writing = this.drain();
   }
 
   append(record: unknown): void {
-    if (!this.fh) return;
-    this.pending.push(JSON.stringify(record) + '\n');
-    if (!this.writing) this.writing = this.drain();
+    const line = JSON.stringify(record) + '\n';
+    this.pending.push(line);
+    this.appendedBytes += line.length;
+    if (this.fh && !this.writing) this.writing = this.drain();
+  }
+
+  /** Rewrites the journal from `snapshot()` when appends outgrew the last snapshot; appends meanwhile follow it. */
+  async maybeCompact(snapshot: () => unknown[]): Promise<void> {
+    if (this.compacting || !this.fh || this.appendedBytes < Math.max(16 * 1024 * 1024, 2 * this.snapshotBytes)) return;
+    this.compacting = true;
+    try {
+      await this.flush();
+      const fh = this.fh;
+      this.fh = undefined;
+      await fh?.close();
+      await this.open(snapshot());
+    } finally {
+      this.compacting = false;
+    }
   }
 
   private async drain(): Promise<void> {

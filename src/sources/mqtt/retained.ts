@@ -23,15 +23,24 @@ export class RetainedStore {
       if (rec.m) this.tenant(rec.n).set(rec.k, messageFromJson(rec.m));
       else this.byTenant.get(rec.n)?.delete(rec.k);
     }
+    await this.journal.open(this.snapshot());
+  }
+
+  private snapshot(): RetainedRecord[] {
     const now = Date.now();
-    const compacted: RetainedRecord[] = [];
+    const out: RetainedRecord[] = [];
     for (const [n, topics] of this.byTenant) {
       for (const [k, m] of topics) {
         if (m.expiresAt !== undefined && m.expiresAt <= now) topics.delete(k);
-        else compacted.push({ n, k, m: messageToJson(m) });
+        else out.push({ n, k, m: messageToJson(m) });
       }
     }
-    await this.journal.open(compacted);
+    return out;
+  }
+
+  /** Rewrites the file when it grew well past the retained set (called periodically). */
+  compact(): Promise<void> {
+    return this.journal.maybeCompact(() => this.snapshot());
   }
 
   private tenant(n: string): Map<string, RoutedMessage> {

@@ -93,6 +93,19 @@ export class SessionStore {
     this.journal.append({ d: s.key });
   }
 
+  /** Rewrites the file from the live sessions when it grew well past them (called periodically). */
+  compact(sessions: Iterable<Session>): Promise<void> {
+    return this.journal.maybeCompact(() => {
+      const out: Rec[] = [];
+      for (const s of sessions) {
+        if (!s.persistent || !s.stored) continue;
+        out.push(this.sessionRecord(s));
+        out.push(...s.backlog().map((o) => this.queuedRecord(s, o)));
+      }
+      return out;
+    });
+  }
+
   flush(): Promise<void> {
     return this.journal.flush();
   }
