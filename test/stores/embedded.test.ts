@@ -1,8 +1,18 @@
-/** @module The embedded store passes the Store conformance suite, keeps its data across a close and reopen, and behaves the same after compaction. */
+/**
+ * @module The embedded store passes the Store conformance suite, keeps its data across a close
+ * and reopen and across a crash, reads the same before and after compaction, and starts its
+ * worker both under `node --import tsx` (this runner) and under tsx's run-time register().
+ */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { isFluxgateError } from '../../src/core/errors.js';
+import { Engine } from '../../src/stores/embedded/engine.js';
 import { createEmbeddedStore, EmbeddedStore } from '../../src/stores/embedded/index.js';
+import { encodeBatch } from '../../src/stores/embedded/wire.js';
 import type { TelemetryPoint } from '../../src/stores/store.js';
 import { runStoreSuite } from '../conformance/store.suite.js';
 import { tempDir } from '../helpers/wait.js';
@@ -105,5 +115,31 @@ describe('embedded store', () => {
     await s.close();
     assert.equal(s.status().ok, false);
     await assert.rejects(s.latest('acme', 'd1'), { code: 'STORE_UNAVAILABLE' });
+  }));
+
+  it('a crash before compaction loses neither points nor latest state', () => withDir(async (dir) => {
+    const file = join(dir, 'store.db');
+    // The engine in this thread stands in for a worker killed before it compacted or closed.
+    const crashed = new Engine(file);
+    try {
+      crashed.call('writeBatch', [encodeBatch({ points: [pt(T0, 1), pt(T0 + 1000, 2), { ...pt(T0 + 500, 0), key: 'on', value: true }], messages: [], deadLetters: [] }).wire]);
+      await withStore(dir, async (s) => {
+        assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'on', value: true, ts: T0 + 500 }, { key: 'temp', value: 2, ts: T0 + 1000 }]);
+        assert.equal((await s.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10_000, limit: 10 })).items.length, 3);
+        // An older value arriving after recovery does not win.
+        await s.writeBatch({ points: [pt(T0 + 10, 9)], messages: [], deadLetters: [] });
+        await s.compact();
+        assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'on', value: true, ts: T0 + 500 }, { key: 'temp', value: 2, ts: T0 + 1000 }]);
+      });
+    } finally {
+      crashed.db.close();
+    }
+  }));
+
+  it('the worker starts when tsx is registered at run time, as bin/fluxgate.js does', () => withDir(async (dir) => {
+    const script = fileURLToPath(new URL('./fixtures/register-store.mjs', import.meta.url));
+    // execArgv is empty: no --import tsx for the child or its worker to inherit.
+    const { stdout } = await promisify(execFile)(process.execPath, [script, dir], { timeout: 60_000 });
+    assert.deepEqual(JSON.parse(stdout.trim()), { latest: [{ key: 'on', value: true, ts: 1000 }], code: 'DEVICE_EXISTS' });
   }));
 });

@@ -16,7 +16,8 @@ import type {
   AggregateQuery, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, RangeQuery, RawMessage, Store,
   StoredDeadLetter, TelemetryPoint, WriteBatch,
 } from '../store.js';
-import { fromWireError, type Op, type Response, type WireBatch, type WorkerEvent } from './protocol.js';
+import { fromWireError, type Op, type Response, type WorkerEvent } from './protocol.js';
+import { encodeBatch } from './wire.js';
 
 export interface EmbeddedStoreOptions {
   /** Directory of the store; created if missing. The database is `store.db` inside it. */
@@ -113,24 +114,8 @@ export class EmbeddedStore implements Store {
 
   async writeBatch(batch: WriteBatch): Promise<void> {
     const started = performance.now();
-    let size = 0;
-    for (const m of batch.messages) size += m.payload.byteLength;
-    for (const d of batch.deadLetters) size += d.payload.byteLength;
-    // One copy into a fresh buffer that is transferred, instead of cloning every payload.
-    const payloads = new ArrayBuffer(size);
-    const bytes = new Uint8Array(payloads);
-    const ends = new Uint32Array(batch.messages.length + batch.deadLetters.length);
-    let at = 0;
-    let i = 0;
-    const strip = <T extends { payload: Uint8Array }>(r: T): Omit<T, 'payload'> => {
-      bytes.set(r.payload, at);
-      at += r.payload.byteLength;
-      ends[i++] = at;
-      const { payload: _, ...rest } = r;
-      return rest;
-    };
-    const wire: WireBatch = { points: batch.points, messages: batch.messages.map(strip), deadLetters: batch.deadLetters.map(strip), payloads, ends };
-    await this.send('writeBatch', [wire], false, [payloads, ends.buffer as ArrayBuffer]);
+    const { wire, transfer } = encodeBatch(batch);
+    await this.send('writeBatch', [wire], false, transfer);
     const m = this.opts.metrics;
     if (m) {
       m.storeWriteSeconds.observe((performance.now() - started) / 1000);

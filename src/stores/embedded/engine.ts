@@ -25,7 +25,7 @@ export class Engine {
     this.db = openDatabase(file);
     const names = new Names(this.db);
     this.writer = new Writer(this.db, names);
-    this.reader = new Reader(this.db, names);
+    this.reader = new Reader(this.db, names, this.writer.pending);
     this.archive = new Archive(this.db, names);
     this.registry = new Registry(this.db);
     this.retention = new Retention(this.db, names, this.writer);

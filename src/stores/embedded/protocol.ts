@@ -2,10 +2,9 @@
  * @module The messages between the embedded store's main-thread object and its worker, and
  * how errors cross that boundary: a FluxgateError arrives with the same code, message and
  * details; a SQLite failure becomes STORE_UNAVAILABLE (retryable); anything else INTERNAL.
- * Payload bytes of a write travel packed in one transferred ArrayBuffer, not cloned one by one.
+ * A write batch travels in the shape of ./wire.ts.
  */
 import { ERRORS, FluxgateError, type ErrorCode } from '../../core/errors.js';
-import type { DeadLetter, RawMessage, TelemetryPoint } from '../store.js';
 
 export type Op =
   | 'writeBatch' | 'latest' | 'range' | 'aggregate' | 'messages' | 'deadLetters' | 'deleteDeadLetters' | 'deleteBefore'
@@ -24,16 +23,6 @@ export type WorkerEvent =
   | { event: 'open-failed'; error: WireError }
   | { event: 'compacted'; rows: number; seconds: number }
   | { event: 'compact-failed'; error: WireError };
-
-/** A write batch as sent: payloads stripped from the records, packed in `payloads` in order (messages, then dead letters). */
-export interface WireBatch {
-  points: TelemetryPoint[];
-  messages: Array<Omit<RawMessage, 'payload'>>;
-  deadLetters: Array<Omit<DeadLetter, 'payload'>>;
-  payloads: ArrayBuffer;
-  /** Byte offset where each payload ends, in the order above. */
-  ends: Uint32Array;
-}
 
 export function toWireError(err: unknown): WireError {
   if (err instanceof FluxgateError) return { code: err.code, message: err.message, details: err.details };

@@ -13,6 +13,7 @@
 import { FluxgateError } from '../../core/errors.js';
 import type { AggregateQuery, Bucket, LatestValue, Page, RangeQuery, TelemetryPoint } from '../store.js';
 import { decodeCursor, decodeValue, encodeCursor } from './codec.js';
+import { wins, type PendingLatest } from './latest.js';
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
 
@@ -29,8 +30,8 @@ export class Reader {
   private readonly seriesStmt;
   private readonly bucketStmt;
 
-  constructor(db: Db, private readonly names: Names) {
-    this.latestStmt = db.prepare('SELECT key_id, ts, v FROM latest WHERE tenant_id = ? AND device_id = ?');
+  constructor(db: Db, private readonly names: Names, private readonly pending: PendingLatest) {
+    this.latestStmt = db.prepare('SELECT key_id, ts, message_id, v FROM latest WHERE tenant_id = ? AND device_id = ?');
     this.keysStmt = db.prepare('SELECT key_id FROM latest WHERE tenant_id = ? AND device_id = ?').pluck();
     // A staged point already compacted into `points` is skipped, so a replay shows once.
     this.seriesStmt = db.prepare(`${SERIES_SQL('points')}
@@ -51,8 +52,16 @@ export class Reader {
   latest(tenant: string, device: string): LatestValue[] {
     const ids = this.device(tenant, device);
     if (!ids) return [];
-    const rows = this.latestStmt.all(ids.tenantId, ids.deviceId) as Array<{ key_id: number; ts: number; v: unknown }>;
-    return rows.map((r) => ({ key: this.names.name(r.key_id), value: decodeValue(r.v), ts: r.ts }))
+    const byKey = new Map<number, { ts: number; messageId: string; v: unknown }>();
+    for (const r of this.latestStmt.all(ids.tenantId, ids.deviceId) as Array<{ key_id: number; ts: number; message_id: string; v: unknown }>) {
+      byKey.set(r.key_id, { ts: r.ts, messageId: r.message_id, v: r.v });
+    }
+    // Values written since the last compaction are not in the table yet.
+    for (const [keyId, e] of this.pending.device(ids.deviceId) ?? []) {
+      const cur = byKey.get(keyId);
+      if (!cur || wins(e.ts, e.messageId, cur.ts, cur.messageId)) byKey.set(keyId, e);
+    }
+    return [...byKey].map(([keyId, r]) => ({ key: this.names.name(keyId), value: decodeValue(r.v), ts: r.ts }))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
@@ -63,7 +72,8 @@ export class Reader {
     if (!ids) return { items: [] };
     const first = q.after === undefined;
     const keys = q.key === undefined
-      ? (this.keysStmt.all(ids.tenantId, ids.deviceId) as number[]).map((id) => ({ id, name: this.names.name(id) }))
+      ? [...new Set([...this.keysStmt.all(ids.tenantId, ids.deviceId) as number[], ...(this.pending.device(ids.deviceId)?.keys() ?? [])])]
+        .map((id) => ({ id, name: this.names.name(id) }))
       : [{ id: this.names.find(NameKind.key, ids.tenantId, q.key), name: q.key }];
     // One ordered query per key, merged by (ts, key, message id): each uses the primary key.
     const merged: Array<TelemetryPoint> = [];

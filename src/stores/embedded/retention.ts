@@ -44,6 +44,9 @@ export class Retention {
       const id = this.names.tenant(tenant);
       tenantIds = id === undefined ? [] : [id];
     }
+    // Series are listed from `latest`; folding pending latest state in first makes it complete.
+    this.writer.compact();
+    yield;
     let removed = 0;
     for (const t of tenantIds) {
       for (;;) {

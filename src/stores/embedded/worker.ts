@@ -5,9 +5,8 @@
  * event loop free in between, so requests that arrive meanwhile run between its chunks.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { DeadLetter, RawMessage, WriteBatch } from '../store.js';
 import { Engine } from './engine.js';
-import { toWireError, type Request, type Response, type WireBatch, type WorkerEvent } from './protocol.js';
+import { toWireError, type Request, type Response, type WorkerEvent } from './protocol.js';
 
 /** Compact staged points once writes have paused this long, or at least this often while any wait. */
 const IDLE_COMPACT_MS = 1_000;
@@ -56,20 +55,6 @@ function serve(engine: Engine): void {
     if (now - lastWrite >= IDLE_COMPACT_MS || now - lastCompact >= MAX_STAGE_MS) compact();
   }, IDLE_COMPACT_MS / 2);
 
-  function unpack(w: WireBatch): WriteBatch {
-    let at = 0;
-    let i = 0;
-    const next = () => {
-      const end = w.ends[i++];
-      const view = Buffer.from(w.payloads, at, end - at);
-      at = end;
-      return view;
-    };
-    const messages: RawMessage[] = w.messages.map((m) => ({ ...m, payload: next() }));
-    const deadLetters: DeadLetter[] = w.deadLetters.map((d) => ({ ...d, payload: next() }));
-    return { points: w.points, messages, deadLetters };
-  }
-
   function post(m: Response | WorkerEvent): void {
     port.postMessage(m);
   }
@@ -111,7 +96,7 @@ function serve(engine: Engine): void {
     try {
       switch (req.op) {
         case 'writeBatch':
-          engine.call('writeBatch', [unpack(req.args[0] as WireBatch)]);
+          engine.call('writeBatch', req.args);
           lastWrite = Date.now();
           post({ id: req.id, ok: true, value: undefined });
           // After the reply, so the caller is not kept waiting for the move.

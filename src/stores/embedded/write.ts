@@ -1,15 +1,14 @@
 /**
- * @module writeBatch for the embedded store: points, latest state, raw messages and dead
- * letters of one batch in one SQLite transaction, all idempotent (INSERT OR IGNORE on the
- * natural keys), plus the compaction that moves staged points into the series-ordered table.
- *
- * Latest state: last write wins by device time; at equal device time the larger message id
- * wins, so the outcome does not depend on arrival order or on replays.
+ * @module writeBatch for the embedded store: points, raw messages and dead letters of one
+ * batch in one SQLite transaction, all idempotent (INSERT OR IGNORE on the natural keys), and
+ * the compaction that moves staged points into the series-ordered table and folds the
+ * pending latest state (./latest.ts) into `latest` in one transaction.
  */
-import type { WriteBatch } from '../store.js';
-import { encodeValue } from './codec.js';
+import { encodeValue, type SqlValue } from './codec.js';
+import { PendingLatest } from './latest.js';
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
+import { decodeRecords, VALUE_BOOLEAN, VALUE_NUMBER, type WireBatch } from './wire.js';
 
 /** Rows per multi-row INSERT: fewer statement runs, well under SQLite's 32,766 parameters. */
 const ROWS_PER_STATEMENT = 100;
@@ -22,6 +21,8 @@ const LATEST_COLS = 6;
 export class Writer {
   /** Rows in points_recent (counted, not queried, on the hot path). */
   stagedRows: number;
+  /** Latest state written since the last compaction. */
+  readonly pending = new PendingLatest();
   private readonly insertPoints;
   private readonly insertPoint;
   private readonly upsertLatestMany;
@@ -48,20 +49,25 @@ export class Writer {
       (tenant_id, device_id, message_id, project_id, topic, kind, ts, receive_time, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertDeadLetter = db.prepare(`INSERT OR IGNORE INTO dead_letters
       (tenant_id, project, device, topic, message_id, receive_time, reason, payload, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    this.writeTx = db.transaction((batch: WriteBatch) => this.writeInTx(batch));
+    this.writeTx = db.transaction((batch: WireBatch) => this.writeInTx(batch));
     this.compactTx = db.transaction(() => {
       db.exec(`INSERT OR IGNORE INTO points SELECT tenant_id, device_id, key_id, ts, message_id, project_id, v
         FROM points_recent ORDER BY tenant_id, device_id, key_id, ts, message_id;
         DELETE FROM points_recent;`);
+      this.flushLatest();
     });
     this.stagedRows = db.prepare('SELECT count(*) FROM points_recent').pluck().get() as number;
+    // After a crash, the latest state of staged points exists only in points_recent.
+    const staged = db.prepare('SELECT tenant_id, device_id, key_id, ts, message_id, v FROM points_recent').raw();
+    for (const [t, d, k, ts, m, v] of staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) this.pending.offer(t, d, k, ts, m, v);
   }
 
-  /** Writes one batch atomically; message and dead-letter payloads must be Buffers (views are fine). */
-  write(batch: WriteBatch): void {
+  /** Writes one batch atomically. */
+  write(batch: WireBatch): void {
     try {
-      this.writeTx(batch);
+      const committed = this.writeTx(batch);
       this.names.committed();
+      committed();
     } catch (err) {
       this.names.forgetUncommitted();
       throw err;
@@ -71,81 +77,90 @@ export class Writer {
   /** Moves every staged point into `points`; returns the rows moved. */
   compact(): number {
     const n = this.stagedRows;
-    if (n === 0) return 0;
+    if (n === 0 && this.pending.size === 0) return 0;
     this.compactTx();
+    this.pending.clear();
     this.stagedRows = 0;
     return n;
   }
 
-  private writeInTx(batch: WriteBatch): void {
+  /** Writes inside the transaction; returns what to do once it committed. */
+  private writeInTx(batch: WireBatch): () => void {
     const { names } = this;
-    const points = batch.points;
-    // Winner per series within the batch, so latest is upserted once per series, not per point.
-    const winners = new Map<string, number>();
+    const { n, strings, refs, ts, num, type, text, messageIds } = batch.points;
+    const S = strings.length;
+    // Ids of the batch's names, resolved once per distinct (tenant, name) rather than per point.
+    const perTenant = new Map<number, { project: Int32Array; device: Int32Array; key: Int32Array }>();
+    const tenantIds = new Int32Array(S);
+    const idOf = (tenantId: number, kind: 'project' | 'device' | 'key', ref: number): number => {
+      let t = perTenant.get(tenantId);
+      if (!t) perTenant.set(tenantId, t = { project: new Int32Array(S), device: new Int32Array(S), key: new Int32Array(S) });
+      const ids = t[kind];
+      return ids[ref] || (ids[ref] = names.intern(NameKind[kind], tenantId, strings[ref]));
+    };
+    const values: SqlValue[] = new Array(n);
+    for (let i = 0, j = 0; i < n; i++) {
+      values[i] = type[i] === VALUE_NUMBER ? num[i] : type[i] === VALUE_BOOLEAN ? encodeValue(num[i] === 1) : text[j++];
+    }
     const p = this.pointParams;
     let filled = 0;
     let staged = 0;
-    for (let i = 0; i < points.length; i++) {
-      const pt = points[i];
-      const tenantId = names.intern(NameKind.tenant, 0, pt.tenant);
-      const deviceId = names.intern(NameKind.device, tenantId, pt.device);
-      const keyId = names.intern(NameKind.key, tenantId, pt.key);
-      const projectId = names.intern(NameKind.project, tenantId, pt.project);
+    for (let i = 0; i < n; i++) {
+      const r = i * 4;
+      const tenantRef = refs[r];
+      const tenantId = tenantIds[tenantRef] || (tenantIds[tenantRef] = names.intern(NameKind.tenant, 0, strings[tenantRef]));
+      const projectId = idOf(tenantId, 'project', refs[r + 1]);
+      const deviceId = idOf(tenantId, 'device', refs[r + 2]);
+      const keyId = idOf(tenantId, 'key', refs[r + 3]);
       const o = filled * POINT_COLS;
-      p[o] = tenantId; p[o + 1] = deviceId; p[o + 2] = keyId; p[o + 3] = pt.ts;
-      p[o + 4] = pt.messageId; p[o + 5] = projectId; p[o + 6] = encodeValue(pt.value);
+      p[o] = tenantId; p[o + 1] = deviceId; p[o + 2] = keyId; p[o + 3] = ts[i];
+      p[o + 4] = messageIds[i]; p[o + 5] = projectId; p[o + 6] = values[i];
       if (++filled === ROWS_PER_STATEMENT) {
         staged += this.insertPoints.run(p).changes;
         filled = 0;
       }
-      const series = `${tenantId}:${deviceId}:${keyId}`;
-      const w = winners.get(series);
-      if (w === undefined || wins(pt.ts, pt.messageId, points[w].ts, points[w].messageId)) winners.set(series, i);
     }
     for (let r = 0; r < filled; r++) {
       const o = r * POINT_COLS;
       staged += this.insertPoint.run(p.slice(o, o + POINT_COLS)).changes;
     }
-    this.stagedRows += staged;
-    this.upsertLatest(batch, [...winners.values()]);
-
-    for (const m of batch.messages) {
+    const { messages, deadLetters } = decodeRecords(batch);
+    for (const m of messages) {
       const tenantId = names.intern(NameKind.tenant, 0, m.tenant);
       this.insertMessage.run(tenantId, names.intern(NameKind.device, tenantId, m.device), m.messageId,
         names.intern(NameKind.project, tenantId, m.project), m.topic, m.kind, m.ts, m.receiveTime, m.payload);
     }
     const now = Date.now();
-    for (const d of batch.deadLetters) {
+    for (const d of deadLetters) {
       const tenantId = names.intern(NameKind.tenant, 0, d.tenant);
       this.insertDeadLetter.run(tenantId, d.project, d.device, d.topic, d.messageId, d.receiveTime, d.reason, d.payload, now);
     }
-  }
-
-  private upsertLatest(batch: WriteBatch, indexes: number[]): void {
-    const { names } = this;
-    const lp = this.latestParams;
-    const fill = (o: number, i: number) => {
-      const pt = batch.points[i];
-      const tenantId = names.intern(NameKind.tenant, 0, pt.tenant);
-      lp[o] = tenantId; lp[o + 1] = names.intern(NameKind.device, tenantId, pt.device);
-      lp[o + 2] = names.intern(NameKind.key, tenantId, pt.key); lp[o + 3] = pt.ts;
-      lp[o + 4] = pt.messageId; lp[o + 5] = encodeValue(pt.value);
+    // Pending latest state and counters change only once the points are committed.
+    return () => {
+      this.stagedRows += staged;
+      for (let i = 0; i < n; i++) {
+        const r = i * 4;
+        const tenantId = tenantIds[refs[r]];
+        const ids = perTenant.get(tenantId)!;
+        this.pending.offer(tenantId, ids.device[refs[r + 2]], ids.key[refs[r + 3]], ts[i], messageIds[i], values[i]);
+      }
     };
-    let w = 0;
-    for (; w + ROWS_PER_STATEMENT <= indexes.length; w += ROWS_PER_STATEMENT) {
-      for (let j = 0; j < ROWS_PER_STATEMENT; j++) fill(j * LATEST_COLS, indexes[w + j]);
-      this.upsertLatestMany.run(lp);
-    }
-    for (; w < indexes.length; w++) {
-      fill(0, indexes[w]);
-      this.upsertLatestOne.run(lp.slice(0, LATEST_COLS));
-    }
   }
-}
 
-/** Last write wins by device time; at equal time the larger message id wins. */
-export function wins(ts: number, messageId: string, otherTs: number, otherMessageId: string): boolean {
-  return ts > otherTs || (ts === otherTs && messageId > otherMessageId);
+  /** Upserts the pending latest state; the upsert's WHERE keeps a newer stored value. */
+  private flushLatest(): void {
+    const lp = this.latestParams;
+    let filled = 0;
+    for (const e of this.pending.entries()) {
+      const o = filled * LATEST_COLS;
+      lp[o] = e.tenantId; lp[o + 1] = e.deviceId; lp[o + 2] = e.keyId; lp[o + 3] = e.ts; lp[o + 4] = e.messageId; lp[o + 5] = e.v;
+      if (++filled === ROWS_PER_STATEMENT) {
+        this.upsertLatestMany.run(lp);
+        filled = 0;
+      }
+    }
+    for (let r = 0; r < filled; r++) this.upsertLatestOne.run(lp.slice(r * LATEST_COLS, (r + 1) * LATEST_COLS));
+  }
 }
 
 function rows(n: number, cols: number): string {

@@ -1,0 +1,120 @@
+/**
+ * @module Embedded store ingest through its real Store API (worker thread included): batches
+ * of 5,000 points from 1,000 devices × 3 keys, one message per device every 30 s, optionally
+ * with the raw message archived too. Prints sustained rows/s, writeBatch latency, the main
+ * thread's event-loop delay while ingesting, and read times on the full store. Bounded by
+ * --rows and --seconds.
+ *
+ *   node --import tsx bench/store-ingest.ts [--rows 3000000] [--seconds 40] [--messages] [--inflight 1]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { EmbeddedStore } from '../src/stores/embedded/index.js';
+import type { RawMessage, TelemetryPoint, WriteBatch } from '../src/stores/store.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rows: { type: 'string', default: '3000000' },
+    seconds: { type: 'string', default: '40' },
+    batch: { type: 'string', default: '5000' },
+    inflight: { type: 'string', default: '1' },
+    messages: { type: 'boolean', default: false },
+  },
+});
+const TARGET = Number(args.rows);
+const MAX_MS = Number(args.seconds) * 1000;
+const BATCH = Number(args.batch);
+const INFLIGHT = Number(args.inflight);
+const DEVICES = 1000;
+const KEYS = ['temperature', 'humidity', 'voltage'];
+const STEP_MS = 30_000;
+const T0 = Date.UTC(2026, 10, 1);
+const deviceNames = Array.from({ length: DEVICES }, (_, d) => `dev-${d}`);
+const payload = new TextEncoder().encode(JSON.stringify({ temperature: 21.5, humidity: 40.25, voltage: 3.31, fw: '1.4.2', seq: 123456 }));
+
+/** Batches in arrival order: time-major, every device reports all keys in one message. */
+function* batches(): Generator<WriteBatch> {
+  let points: TelemetryPoint[] = [];
+  let messages: RawMessage[] = [];
+  let n = 0;
+  for (let step = 0; ; step++) {
+    const ts = T0 + step * STEP_MS;
+    for (let d = 0; d < DEVICES; d++) {
+      const messageId = `${d.toString(36)}-${step.toString(36).padStart(6, '0')}-a1b2c3d4`;
+      const device = deviceNames[d];
+      if (args.messages) messages.push({ tenant: 'acme', project: 'plant-7', device, topic: `mtic/msg/client/realtime/acme/plant-7/${device}`, kind: 'telemetry', ts, receiveTime: ts + 40, messageId, payload });
+      for (let k = 0; k < KEYS.length; k++) {
+        points.push({ tenant: 'acme', project: 'plant-7', device, key: KEYS[k], ts, value: 20 + ((d * 7 + step * 13 + k) % 1000) / 10, messageId });
+        if (++n >= TARGET) { yield { points, messages, deadLetters: [] }; return; }
+        if (points.length === BATCH) {
+          yield { points, messages, deadLetters: [] };
+          points = [];
+          messages = [];
+        }
+      }
+    }
+  }
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'fluxgate-bench-store-ingest-'));
+const store = new EmbeddedStore({ dir });
+try {
+  await store.open();
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const latencies: number[] = [];
+  const marks: Array<[number, number]> = [];
+  let rows = 0;
+  let messages = 0;
+  const start = performance.now();
+  const gen = batches();
+  let done = false;
+  // INFLIGHT writers pull from one generator: batches keep their order of submission.
+  await Promise.all(Array.from({ length: INFLIGHT }, async () => {
+    while (!done) {
+      const next = gen.next();
+      if (next.done || performance.now() - start > MAX_MS) { done = true; return; }
+      const b = next.value;
+      const t = performance.now();
+      await store.writeBatch(b);
+      latencies.push(performance.now() - t);
+      rows += b.points.length;
+      messages += b.messages.length;
+      marks.push([performance.now(), rows]);
+    }
+  }));
+  const end = performance.now();
+  loop.disable();
+  const seconds = (end - start) / 1000;
+  const cut = marks[Math.floor(marks.length * 0.8)] ?? [start, 0];
+  const lastFifth = (rows - cut[1]) / ((end - cut[0]) / 1000);
+  latencies.sort((a, b) => a - b);
+
+  const r = async <T>(fn: () => Promise<T>): Promise<[T, number]> => { const t = performance.now(); const v = await fn(); return [v, performance.now() - t]; };
+  const [, latestMs] = await r(() => store.latest('acme', 'dev-777'));
+  const [day, aggMs] = await r(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: T0, to: T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' }));
+  const [page, rangeMs] = await r(() => store.range({ tenant: 'acme', device: 'dev-500', from: T0, to: T0 + 86_400_000, limit: 1000 }));
+  const [compacted, compactMs] = await r(() => store.compact());
+  const [, aggAfterMs] = await r(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: T0, to: T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' }));
+
+  const result = {
+    rows, messages, seconds: +seconds.toFixed(2), rowsPerSec: Math.round(rows / seconds), lastFifthRowsPerSec: Math.round(lastFifth),
+    writeBatchMs: { p50: +pct(latencies, 0.5).toFixed(2), p99: +pct(latencies, 0.99).toFixed(2), max: +(latencies.at(-1) ?? NaN).toFixed(2) },
+    mainLoopDelayMs: { p99: +(loop.percentile(99) / 1e6).toFixed(2), max: +(loop.max / 1e6).toFixed(2) },
+    reads: { latestMs: +latestMs.toFixed(3), dayOf1MinAvgMs: +aggMs.toFixed(2), buckets: day.length, rangePage1000Ms: +rangeMs.toFixed(2), rangeItems: page.items.length, finalCompactRows: compacted, finalCompactMs: +compactMs.toFixed(1), dayOf1MinAvgAfterCompactMs: +aggAfterMs.toFixed(2) },
+  };
+  console.log(JSON.stringify(result, null, 2));
+  console.log(`\n| batch | in flight | archive | rows | rows/s (overall) | rows/s (last fifth) | writeBatch p50 / p99 / max ms | main event-loop delay p99 / max ms |`);
+  console.log(`|---|---|---|---|---|---|---|---|`);
+  console.log(`| ${BATCH} | ${INFLIGHT} | ${args.messages ? `yes (${messages.toLocaleString('en')} msgs)` : 'no'} | ${rows.toLocaleString('en')} | ${result.rowsPerSec.toLocaleString('en')} | ${result.lastFifthRowsPerSec.toLocaleString('en')} | ${result.writeBatchMs.p50} / ${result.writeBatchMs.p99} / ${result.writeBatchMs.max} | ${result.mainLoopDelayMs.p99} / ${result.mainLoopDelayMs.max} |`);
+} finally {
+  await store.close();
+  rmSync(dir, { recursive: true, force: true });
+}
