@@ -119,6 +119,19 @@ describe('mqtt - connect and device authentication', () => {
     }
   });
 
+  it('a device revoked in the registry (disabled, deleted, token rotated) is disconnected at once', async () => {
+    const raw = await RawClient.open(b.port, 5);
+    try {
+      const t = await b.addDevice('revoked', { tenant: 'tr' });
+      await raw.connect({ clientId: 'rv', username: t });
+      b.auth.forget('tr', 'revoked');
+      assert.equal(((await raw.next('disconnect')) as { reasonCode?: number }).reasonCode, 0x87);
+      await raw.waitClosed();
+    } finally {
+      raw.close();
+    }
+  });
+
   it('a port in use rejects with PORT_IN_USE naming mqtt.port', async () => {
     await assert.rejects(startBroker({ mqtt: { port: b.port } }), (e: { code?: string; message: string }) => e.code === 'PORT_IN_USE' && e.message.includes('mqtt.port (--mqtt-port, FLUXGATE_MQTT_PORT)'));
   });

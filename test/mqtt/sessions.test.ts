@@ -4,7 +4,6 @@ import { describe, it } from 'node:test';
 import type { IDisconnectPacket } from 'mqtt-packet';
 import { tempDir, waitFor } from '../helpers/wait.js';
 import { Clients, collect, connackOf, startBroker } from './helpers/broker.js';
-import { MemoryRegistry } from './helpers/memory-registry.js';
 import { RawClient } from './helpers/raw.js';
 
 const app = { username: 'app:t1', password: 'app-secret' };
@@ -13,9 +12,8 @@ describe('mqtt - sessions, retained and wills', () => {
   for (const protocolVersion of [4, 5] as const) {
     it(`v${protocolVersion}: a persistent session keeps its subscriptions and queued QoS 1/2 messages across a node restart`, async () => {
       const tmp = await tempDir();
-      const registry = new MemoryRegistry();
       const c = new Clients();
-      let b = await startBroker({ dataDir: tmp.dir, registry });
+      let b = await startBroker({ dataDir: tmp.dir });
       try {
         const token = await b.addDevice('d1', { tenant: 't1' });
         const persistent = { protocolVersion, ...app, clientId: `keeper-${protocolVersion}`, clean: false, ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 3600 } } : {}) };
@@ -31,7 +29,7 @@ describe('mqtt - sessions, retained and wills', () => {
         await c.closeAll();
         await b.stop();
 
-        b = await startBroker({ dataDir: tmp.dir, registry });
+        b = await startBroker({ dataDir: tmp.dir });
         const back = await c.connect(b.url, persistent);
         assert.equal(connackOf(back).sessionPresent, true);
         const got = collect(back);

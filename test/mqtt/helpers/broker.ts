@@ -14,9 +14,9 @@ import { createFileLog } from '../../../src/log/wal/index.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { DeviceAuth } from '../../../src/registry/device-auth.js';
 import { createMqttSource, type AppAuthenticator, type MqttSource } from '../../../src/sources/mqtt/index.js';
+import { createEmbeddedStore } from '../../../src/stores/embedded/index.js';
 import type { RegistryStore } from '../../../src/stores/store.js';
 import { tempDir } from '../../helpers/wait.js';
-import { MemoryRegistry } from './memory-registry.js';
 
 /** Test applications: username `app:{tenant}`, password `app-secret`. */
 export const testApps: AppAuthenticator = {
@@ -34,6 +34,7 @@ export interface TestBroker {
   url: string;
   log: Log;
   registry: RegistryStore;
+  auth: DeviceAuth;
   metrics: Metrics;
   dataDir: string;
   /** Creates a device and returns its token. */
@@ -58,21 +59,26 @@ export async function startBroker(opts: StartOptions = {}): Promise<TestBroker> 
   const ownLog = opts.log ? undefined : createFileLog({ dir: join(dataDir, 'log'), segmentBytes: 4 * 1024 * 1024, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1_000_000_000 });
   await ownLog?.open();
   const log = opts.log ?? ownLog!;
-  const registry = opts.registry ?? new MemoryRegistry();
+  // The real embedded store (device registry) unless a test brings its own.
+  const ownStore = opts.registry ? undefined : createEmbeddedStore({ dir: join(dataDir, 'store') });
+  await ownStore?.open();
+  const registry = opts.registry ?? ownStore!;
   const metrics = opts.metrics ?? new Metrics({ defaultMetrics: false });
-  const source = createMqttSource({ config: config.mqtt, dataDir, log, auth: new DeviceAuth(registry), metrics, logger: createLogger('silent'), apps: testApps });
+  const auth = new DeviceAuth(registry);
+  const source = createMqttSource({ config: config.mqtt, dataDir, log, auth, metrics, logger: createLogger('silent'), apps: testApps });
   let addr;
   let tlsAddr;
   try {
     [addr, tlsAddr] = await source.start();
   } catch (err) {
     await ownLog?.close();
+    await ownStore?.close();
     await tmp?.cleanup();
     throw err;
   }
   let stopped = false;
   return {
-    source, port: addr.port, tlsPort: tlsAddr?.port, url: `mqtt://127.0.0.1:${addr.port}`, log, registry, metrics, dataDir,
+    source, port: addr.port, tlsPort: tlsAddr?.port, url: `mqtt://127.0.0.1:${addr.port}`, log, registry, auth, metrics, dataDir,
     async addDevice(id, o = {}) {
       const token = generateToken('dev_');
       await registry.createDevice({ tenant: o.tenant ?? 'default', id, project: o.project ?? 'p1', tokenHash: hashToken(token), disabled: o.disabled ?? false, createdAt: Date.now() });
@@ -83,6 +89,7 @@ export async function startBroker(opts: StartOptions = {}): Promise<TestBroker> 
       stopped = true;
       await source.stop();
       await ownLog?.close();
+      await ownStore?.close();
       await tmp?.cleanup();
     },
   };

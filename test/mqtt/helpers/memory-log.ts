@@ -1,7 +1,7 @@
 /**
- * @module STAND-IN for tests only: a minimal in-memory Log until the embedded WAL
- * (src/log/wal/) is used everywhere. It keeps every appended envelope in order, can hold
- * appends (to observe that no PUBACK precedes durability) and can report overload.
+ * @module Fault-injection stand-in for tests only: an in-memory Log that can hold appends (to
+ * observe that no PUBACK precedes durability) and report overload on demand. Every other MQTT
+ * test runs on the real embedded WAL (src/log/wal/).
  */
 import type { Envelope } from '../../../src/core/envelope.js';
 import type { Log, LogBatch, LogPressure } from '../../../src/log/log.js';
