@@ -1,5 +1,5 @@
 /** @module Test helpers for the JetStream log: a log on a fresh stream of a real server, that can be reopened (a restart). */
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type ConsumerInfo } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import type { Log } from '../../src/log/log.js';
 import { createJetStreamLog, type JetStreamLogOptions } from '../../src/log/jetstream/index.js';
@@ -64,6 +64,17 @@ export async function streamState(servers: string | string[], stream: string): P
   try {
     const jsm = await jetstreamManager(nc);
     return (await jsm.streams.info(stream)).state;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** A consumer's info (ack floor, pending counts), through a connection of its own. */
+export async function consumerInfo(servers: string | string[], stream: string, consumer: string): Promise<ConsumerInfo> {
+  const nc = await connect({ servers, timeout: 2000 });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return await jsm.consumers.info(stream, consumer);
   } finally {
     await nc.close();
   }

@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createJetStreamLog, encodeToken, slotOf, SLOTS } from '../../src/log/jetstream/index.js';
 import { decodeEnvelope, encodeEnvelope, subjectOf } from '../../src/log/jetstream/codec.js';
+import { consumerNameOf } from '../../src/log/jetstream/group.js';
 import { runLogSuite, readRecords, testEnvelope, assertSameEnvelope } from '../conformance/log.suite.js';
 import { NATS_SERVER_BIN, startNatsServer, type NatsHandle } from '../helpers/nats-server.js';
 import { waitFor } from '../helpers/wait.js';
-import { deleteStream, jetStreamHarness, streamState, uniqueStream, type JetStreamHarness } from './jetstream-harness.js';
+import { consumerInfo, deleteStream, jetStreamHarness, streamState, uniqueStream, type JetStreamHarness } from './jetstream-harness.js';
 
 const ids = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `m-${from + i}`);
 
@@ -78,6 +79,18 @@ if (!NATS_SERVER_BIN) {
       const log = await h.reopen();
       for (const [i, g] of groups.entries()) {
         assert.deepEqual((await readRecords(log, g, 5 - i)).map((r) => r.envelope.messageId), ids(5 - i, i + 1), `group ${JSON.stringify(g)}`);
+      }
+    }));
+
+    it('jetstream - when commit resolves the server has recorded every ack of the batch', () => withLog({}, async (h) => {
+      for (let round = 0; round < 5; round++) {
+        const from = round * 2000;
+        await h.log.append(Array.from({ length: 2000 }, (_, i) => testEnvelope(from + i)));
+        const got = await readRecords(h.log, 'g', 2000, 2000);
+        await h.log.commit('g', { records: got });
+        const info = await consumerInfo(nats.url, h.opts.stream!, consumerNameOf('g'));
+        assert.equal(info.num_ack_pending, 0, `round ${round}`);
+        assert.equal(BigInt(info.ack_floor.stream_seq), got[got.length - 1]!.offset);
       }
     }));
 

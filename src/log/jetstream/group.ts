@@ -16,11 +16,10 @@
  * consumer is recreated to start right after its ack floor, and those records come again now
  * and in order. The consumer is therefore owned by one reader at a time (see index.ts).
  *
- * Commit acknowledges every record of the batch with an ack that the server confirms
- * (ackAck: a request on the ack subject, all of the batch in flight at once). A plain ack is
- * fire-and-forget: one lost in a disconnect would make the group process the record again
- * after a restart. The acks of a batch are in flight together, so a commit costs about one
- * round trip whatever its size.
+ * Commit resolves only once the server confirmed the batch's acks (the last is a request, see
+ * commit()). Plain acks alone are fire-and-forget: ones lost in a disconnect would make the
+ * group process those records again after a restart, so commit() would promise nothing. A
+ * commit costs one round trip whatever its size.
  */
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import { createInbox, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
@@ -81,16 +80,22 @@ export class GroupReader {
     return records;
   }
 
-  /** Acknowledges (confirmed) every record of the batch this reader handed out; others are already done. */
+  /**
+   * Acknowledges every record of the batch this reader handed out (others are done already):
+   * plain acks for all but the last, then a confirmed ack (request) for the last. One
+   * connection keeps its messages in order and the server handles a consumer's acks in the
+   * order they arrive, so the last one's confirmation covers the batch.
+   */
   async commit(records: readonly LogRecord[]): Promise<void> {
-    const acks: Promise<unknown>[] = [];
-    const timeout = this.settings.requestTimeoutMs;
-    for (const r of records) {
-      const reply = this.unacked.get(r.offset);
-      if (reply === undefined) continue;
-      acks.push(this.nc.request(reply, ACK, { timeout }).then(() => { this.unacked.delete(r.offset); }));
-    }
-    await Promise.all(acks);
+    const held: bigint[] = [];
+    for (const r of records) if (this.unacked.has(r.offset)) held.push(r.offset);
+    if (held.length === 0) return;
+    held.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const last = held.pop()!;
+    for (const seq of held) this.nc.publish(this.unacked.get(seq)!, ACK);
+    await this.nc.request(this.unacked.get(last)!, ACK, { timeout: this.settings.requestTimeoutMs });
+    for (const seq of held) this.unacked.delete(seq);
+    this.unacked.delete(last);
   }
 
   /** Ends waiting pulls now (close): they resolve with what they received. */
