@@ -94,6 +94,18 @@ if (!NATS_SERVER_BIN) {
       }
     }));
 
+    it('jetstream - a changed ackWaitMs or maxAckPending reaches an existing group on its next start', () => withLog({ ackWaitMs: 60_000 }, async (h) => {
+      await h.log.append([testEnvelope(1), testEnvelope(2)]);
+      await h.log.commit('g', { records: await readRecords(h.log, 'g', 1) });
+      h.opts.ackWaitMs = 30_000;
+      h.opts.maxAckPending = 500;
+      const log = await h.reopen();
+      assert.deepEqual((await readRecords(log, 'g', 1)).map((r) => r.envelope.messageId), ['m-2']);
+      const info = await consumerInfo(nats.url, h.opts.stream!, consumerNameOf('g'));
+      assert.equal(info.config.ack_wait, 30_000 * 1e6);
+      assert.equal(info.config.max_ack_pending, 500);
+    }));
+
     it('jetstream - two nodes open the same stream at once and share it', () => withLog({}, async (h) => {
       const stream = uniqueStream();
       const opts = { ...h.opts, stream };

@@ -130,6 +130,10 @@ export class GroupReader {
       this.suspect = false;
       return;
     }
+    if (info.config.ack_wait !== nanos(this.settings.ackWaitMs) || info.config.max_ack_pending !== this.settings.maxAckPending) {
+      // Settings changed since the consumer was made (both may change on a live consumer).
+      await this.jsm.consumers.update(this.stream, this.consumer, { ack_wait: nanos(this.settings.ackWaitMs), max_ack_pending: this.settings.maxAckPending });
+    }
     if (info.num_ack_pending <= this.unacked.size) { this.suspect = false; return; }
     // Records this reader still holds would be delivered again under new ack subjects; wait
     // until they are committed (the next read after the commit checks again).

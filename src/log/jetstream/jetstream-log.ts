@@ -93,7 +93,7 @@ export class JetStreamLog implements Log {
       const result = await ensureStream(this.jsm, {
         name: this.stream, subjectPrefix: this.prefix, replicas: this.opts.replicas ?? 1, duplicateWindowMs: this.opts.duplicateWindowMs ?? 120_000,
       });
-      this.lag = new LagMonitor(this.jsm, this.stream, CONSUMER_PREFIX, this.opts.lagRefreshMs ?? 250, this.opts.metrics, logger);
+      this.lag = new LagMonitor(this.jsm, this.stream, CONSUMER_PREFIX, this.opts.lagRefreshMs ?? 250, () => this.connected, this.opts.metrics, logger);
       this.lag.start();
       this.state = 'open';
       logger?.info({ stream: this.stream, subjects: `${this.prefix}.>`, replicas: this.opts.replicas ?? 1, server: this.nc.getServer(), stream_config: result }, 'log opened on JetStream');
@@ -181,7 +181,7 @@ export class JetStreamLog implements Log {
     for (const g of this.groups.values()) g.cancelWaits();
     // Appends already sent still get their answer (ack or timeout) before the connection goes.
     await Promise.allSettled([...this.inflight, ...this.readChains.values(), this.retention]);
-    await this.lag?.stop();
+    this.lag?.stop();
     const nc = this.nc!;
     const drained = nc.drain().catch(() => undefined);
     const timer = new Promise<void>((r) => setTimeout(r, this.requestTimeoutMs).unref());

@@ -25,6 +25,8 @@ export class LagMonitor {
     private readonly stream: string,
     private readonly consumerPrefix: string,
     private readonly refreshMs: number,
+    /** No refresh is started while disconnected (it would only wait for its timeout). */
+    private readonly connected: () => boolean,
     private readonly metrics?: Metrics,
     private readonly logger?: Logger,
   ) {}
@@ -37,7 +39,7 @@ export class LagMonitor {
 
   /** Refreshes soon: now if none runs and the last started `refreshMs` ago, else once after. */
   kick(): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.connected()) return;
     if (this.running) { this.again = true; return; }
     const wait = this.lastStart + this.refreshMs - Date.now();
     if (wait > 0) {
@@ -49,10 +51,10 @@ export class LagMonitor {
     this.running = this.refresh().finally(() => { this.running = undefined; this.next(); });
   }
 
-  async stop(): Promise<void> {
+  /** Stops refreshing; a refresh under way ends with the connection, unawaited. */
+  stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.running;
   }
 
   private next(): void {
@@ -72,6 +74,7 @@ export class LagMonitor {
       if (!this.healthy) this.logger?.info({ stream: this.stream }, 'log consumer lag readable again');
       this.healthy = true;
     } catch (err) {
+      if (this.stopped) return;
       if (this.healthy) this.logger?.warn({ stream: this.stream, err }, 'log consumer lag cannot be read');
       this.healthy = false;
     }
