@@ -6,6 +6,7 @@
  * (127.0.0.1-4), QoS 0/1/2 with an in-flight window, HDR histograms. Bounded by time.
  *
  *   node --import tsx bench/mqtt-load.ts [--publishers 100] [--window 16] [--seconds 5] [--idle 0]
+ *                                        [--fanout-rate 10000] [--only fluxgate|mosquitto]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -15,13 +16,14 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
-import { generate } from 'mqtt-packet';
+import { generate, parser as createParser, type Packet } from 'mqtt-packet';
 
-const { values } = parseArgs({ options: { publishers: { type: 'string', default: '100' }, window: { type: 'string', default: '16' }, seconds: { type: 'string', default: '5' }, idle: { type: 'string', default: '0' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { publishers: { type: 'string', default: '100' }, window: { type: 'string', default: '16' }, seconds: { type: 'string', default: '5' }, idle: { type: 'string', default: '0' }, 'fanout-rate': { type: 'string', default: '10000' }, only: { type: 'string' } } });
 const PUBLISHERS = Number(values.publishers);
 const WINDOW = Number(values.window);
 const SECONDS = Number(values.seconds);
 const IDLE = Number(values.idle);
+const FANOUT_RATE = Number(values['fanout-rate']);
 
 // The load runs on core 1, the brokers on core 0.
 if (!process.env.FLUXGATE_BENCH_PINNED) {
@@ -32,6 +34,7 @@ if (!process.env.FLUXGATE_BENCH_PINNED) {
 interface Broker { name: string; port: number; proc: ChildProcess; dir: string }
 
 /** A 100-byte JSON object. */
+const TS_AT = 6;
 const JSON100 = Buffer.from(`{"ts":1795500000000,"temperature":21.5,"humidity":40.25,"state":"ok","pad":"${'x'.repeat(22)}"}`);
 
 async function freePort(): Promise<number> {
@@ -46,7 +49,7 @@ async function startFluxgate(): Promise<Broker> {
   const dir = await mkdtemp(join(tmpdir(), 'fluxgate-bench-'));
   const script = new URL('./mqtt-standalone.ts', import.meta.url).pathname;
   const prof = process.env.FLUXGATE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.FLUXGATE_BENCH_PROF] : [];
-  const proc = spawn('taskset', ['-c', '0', process.execPath, ...prof, '--import', 'tsx', script, '--data-dir', dir, '--devices', String(Math.max(PUBLISHERS, 1000))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn('taskset', ['-c', '0', process.execPath, ...prof, '--import', 'tsx', script, '--data-dir', dir, '--devices', String(Math.max(PUBLISHERS, IDLE, 1000))], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', (l) => resolve(JSON.parse(l).port));
     proc.once('exit', (c) => reject(new Error(`fluxgate exited ${c}`)));
@@ -126,13 +129,15 @@ class LoadConn {
     this.onAck?.((performance.now() - this.sentAt[id]) * 1000);
   }
 
-  /** Sends `n` QoS 1/2 publishes in one write, from a pre-encoded frame with the packet id patched. */
-  sendBatch(frame: Buffer, n: number): void {
+  /** Sends `n` QoS 1/2 publishes in one write, from a pre-encoded frame with the packet id (and, if asked, the send time) patched. */
+  sendBatch(frame: Buffer, n: number, stamp = false): void {
     const out = Buffer.allocUnsafe(frame.length * n);
     const idAt = frame.length - JSON100.length - 2;
     const now = performance.now();
     for (let k = 0; k < n; k++) {
       frame.copy(out, k * frame.length);
+      // "ts":NNNNNNNNNNNNN carries the send time in µs since the bench started (13 digits).
+      if (stamp) out.write(String(Math.round(now * 1000)).padStart(13, '0'), k * frame.length + frame.length - JSON100.length + TS_AT, 'latin1');
       const id = this.nextId;
       this.nextId = this.nextId === 65535 ? 1 : this.nextId + 1;
       out.writeUInt16BE(id, k * frame.length + idAt);
@@ -155,7 +160,7 @@ async function openConns(port: number, n: number): Promise<LoadConn[]> {
   return conns;
 }
 
-interface Result { rate: number; p50?: number; p99?: number; max?: number }
+interface Result { rate: number; p50?: number; p99?: number; max?: number; sent?: number }
 
 /** Closed loop: each connection keeps `window` QoS 1/2 publishes in flight for `SECONDS`. */
 async function maxRate(port: number, qos: 1 | 2, window: number): Promise<Result> {
@@ -186,7 +191,7 @@ async function maxRate(port: number, qos: 1 | 2, window: number): Promise<Result
 }
 
 /** Open loop at a fixed total rate (msg/s) spread over the connections; latency from send to PUBACK. */
-async function fixedRate(port: number, rate: number): Promise<Result> {
+async function fixedRate(port: number, rate: number, stamp = false): Promise<Result> {
   const conns = await openConns(port, PUBLISHERS);
   const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   const frames = conns.map((_, i) => generate({ cmd: 'publish', topic: topicOf(i), payload: JSON100, qos: 1, messageId: 1, retain: false, dup: false }));
@@ -206,7 +211,7 @@ async function fixedRate(port: number, rate: number): Promise<Result> {
       for (let k = 0; k < conns.length; k++) {
         const n = per + (extra > 0 && k === next ? 1 : 0);
         if (extra > 0 && k === next) { extra--; next = (next + 1) % conns.length; }
-        if (n > 0) conns[k].sendBatch(frames[k], n);
+        if (n > 0) conns[k].sendBatch(frames[k], n, stamp);
       }
       sent += due;
     }, 1);
@@ -214,7 +219,7 @@ async function fixedRate(port: number, rate: number): Promise<Result> {
   const deadline = performance.now() + 5000;
   while (acked < sent && performance.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   for (const c of conns) c.sock.destroy();
-  return { rate: acked / SECONDS, p50: h.getValueAtPercentile(50) / 1000, p99: h.getValueAtPercentile(99) / 1000, max: h.maxValue / 1000 };
+  return { rate: acked / SECONDS, p50: h.getValueAtPercentile(50) / 1000, p99: h.getValueAtPercentile(99) / 1000, max: h.maxValue / 1000, sent };
 }
 
 /** QoS 0: write as fast as sockets take it, then PINGREQ on every connection; the rate counts until every PINGRESP. */
@@ -237,18 +242,50 @@ async function qos0Rate(port: number): Promise<Result> {
   return { rate: sent / elapsed };
 }
 
-/** Opens `n` idle connections (keepalive 600 s) and reports the broker's RSS. */
-async function idle(b: Broker, n: number): Promise<{ connections: number; rssMiB: number }> {
+/** Publish → subscriber latency: one subscriber on `devices/+/telemetry` (QoS 0), publishers at `rate` msg/s. */
+async function fanout(port: number, rate: number): Promise<Result> {
+  const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const sub = connect({ port, host: '127.0.0.1' });
+  sub.setNoDelay(true);
+  const parser = createParser();
+  let subscribed!: () => void;
+  const ready = new Promise<void>((r) => (subscribed = r));
+  let received = 0;
+  parser.on('packet', (p: Packet) => {
+    if (p.cmd === 'connack') sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'devices/+/telemetry', qos: 0 }] }));
+    else if (p.cmd === 'suback') subscribed();
+    else if (p.cmd === 'publish') {
+      const sent = Number((p.payload as Buffer).toString('latin1', TS_AT, TS_AT + 13)) / 1000;
+      received++;
+      h.recordValue(Math.max(1, Math.round((performance.now() - sent) * 1000)));
+    }
+  });
+  sub.on('data', (d: Buffer) => parser.parse(d));
+  await new Promise<void>((r) => sub.once('connect', r));
+  sub.write(generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'fanout-sub', clean: true, keepalive: 600, username: 'app', password: Buffer.from('app') }));
+  await ready;
+  const r = await fixedRate(port, rate, true);
+  const deadline = performance.now() + 5000;
+  while (received < r.sent! && performance.now() < deadline) await new Promise((x) => setTimeout(x, 5));
+  sub.destroy();
+  return { rate: received / SECONDS, p50: h.getValueAtPercentile(50) / 1000, p99: h.getValueAtPercentile(99) / 1000, max: h.maxValue / 1000 };
+}
+
+const rssKiB = (pid: number) => Number(spawnSync('ps', ['-o', 'rss=', '-p', String(pid)]).stdout.toString().trim());
+
+/** Opens `n` idle connections (keepalive 600 s) from several loopback addresses and reports the broker's RSS growth. */
+async function idle(b: Broker, n: number): Promise<{ connections: number; rssMiB: number; perConnKiB: number }> {
+  const before = rssKiB(b.proc.pid!);
   const conns: LoadConn[] = [];
   for (let i = 0; i < n; i += 500) {
     const batch = Array.from({ length: Math.min(500, n - i) }, (_, k) => new LoadConn(b.port, i + k));
     await Promise.all(batch.map((c) => c.open()));
     conns.push(...batch);
   }
-  const rss = Number(spawnSync('ps', ['-o', 'rss=', '-p', String(b.proc.pid)]).stdout.toString().trim().split('\n').map(Number).reduce((a, x) => a + x, 0));
-  // taskset's child is the broker: ps on the taskset pid shows the exec'd broker itself.
+  // taskset execs the broker, so its pid is the broker's.
+  const after = rssKiB(b.proc.pid!);
   for (const c of conns) c.sock.destroy();
-  return { connections: conns.length, rssMiB: Math.round(rss / 1024) };
+  return { connections: conns.length, rssMiB: Math.round(after / 1024), perConnKiB: (after - before) / conns.length };
 }
 
 const fmt = (n: number | undefined, d = 0) => (n === undefined ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
@@ -265,14 +302,19 @@ async function main(): Promise<void> {
       const q2 = await maxRate(b.port, 2, WINDOW);
       const q0 = await qos0Rate(b.port);
       const half = await fixedRate(b.port, Math.floor(q1.rate / 2));
+      const fan = await fanout(b.port, FANOUT_RATE);
       const row: Record<string, string> = {
         broker: b.name,
         'QoS 1 msg/s': fmt(q1.rate), 'QoS 1 p50/p99 ms': `${fmt(q1.p50, 2)} / ${fmt(q1.p99, 2)}`,
         'QoS 2 msg/s': fmt(q2.rate),
         'QoS 0 msg/s': fmt(q0.rate),
         'p99 PUBACK at ½ QoS 1 rate, ms': `${fmt(half.p99, 2)} (at ${fmt(half.rate)} msg/s)`,
+        'publish→subscriber p50/p99 ms': `${fmt(fan.p50, 2)} / ${fmt(fan.p99, 2)} (at ${fmt(fan.rate)} msg/s)`,
       };
-      if (IDLE > 0) { const r = await idle(b, IDLE); row[`RSS with ${r.connections} idle conns`] = `${r.rssMiB} MiB`; }
+      if (IDLE > 0) {
+        const r = await idle(b, IDLE);
+        row['idle conns: RSS, per conn'] = `${r.connections}: ${r.rssMiB} MiB, ${fmt(r.perConnKiB, 1)} KiB → 100k ≈ ${fmt((r.perConnKiB * 100_000) / 1024 / 1024, 2)} GiB`;
+      }
       rows.push(row);
       console.log(JSON.stringify(row));
     } finally {

@@ -1,7 +1,8 @@
 /**
  * @module A standalone Fluxgate MQTT broker for benchmarks and crash tests: the real embedded
  * WAL in <data-dir>/log and a fixed in-memory device registry (devices `dev-0` … `dev-{N-1}`
- * with tokens `tok-0` …, tenant `default`). Prints one JSON line `{"port": N, "pid": P}` once
+ * with tokens `tok-0` …, tenant `default`; an application client `app` / `app` that may subscribe
+ * to anything in `default`). Prints one JSON line `{"port": N, "pid": P}` once
  * listening; SIGTERM stops it gracefully.
  *
  *   node --import tsx bench/mqtt-standalone.ts --data-dir DIR [--port 0] [--devices 1000]
@@ -39,7 +40,8 @@ const metrics = new Metrics({ defaultMetrics: false });
 const logger = createLogger('warn');
 const log = createFileLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: 0, retentionBytes: 0, maxLagRecords: Number.MAX_SAFE_INTEGER, metrics });
 await log.open();
-const source = createMqttSource({ config: config.mqtt, dataDir, log, auth: new DeviceAuth(registry), metrics, logger });
+const apps = { async authenticate(u: string | undefined, p: Buffer | undefined) { return u === 'app' && p?.toString() === 'app' ? { tenant: 'default', name: 'bench-app' } : undefined; } };
+const source = createMqttSource({ config: config.mqtt, dataDir, log, auth: new DeviceAuth(registry), metrics, logger, apps });
 const [addr] = await source.start();
 process.stdout.write(JSON.stringify({ port: addr.port, pid: process.pid }) + '\n');
 

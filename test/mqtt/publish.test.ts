@@ -128,6 +128,35 @@ describe('mqtt - device publishes', () => {
     }
   });
 
+  it('QoS 2: a retry on a new connection of a persistent session while the first copy is appended gets PUBREC, and is logged once', async () => {
+    const first = await RawClient.open(b.port, 5);
+    const second = await RawClient.open(b.port, 5);
+    try {
+      const login = { clientId: 'q2-resume', username: token, clean: false, properties: { sessionExpiryInterval: 60 } };
+      await first.connect(login);
+      const before = log.records.length;
+      const pub: IPublishPacket = { cmd: 'publish', topic: 'devices/d1/events', payload: Buffer.from('{"resume":1}'), qos: 2, messageId: 9, dup: false, retain: false };
+      log.hold();
+      const calls = log.appendCalls;
+      first.send(pub);
+      await waitFor(() => log.appendCalls > calls);
+      first.close();
+      await second.connect(login);
+      second.send({ ...pub, dup: true });
+      // The retry is not appended again while the first copy is held.
+      await assert.rejects(waitFor(() => log.appendCalls > calls + 1, { timeoutMs: 200 }));
+      log.release();
+      await second.next('pubrec');
+      second.send({ cmd: 'pubrel', messageId: 9 });
+      await second.next('pubcomp');
+      assert.equal(log.records.length - before, 1);
+    } finally {
+      log.release();
+      first.close();
+      second.close();
+    }
+  });
+
   it('publishes of many connections share log appends (group commit)', async () => {
     const c = new Clients();
     try {

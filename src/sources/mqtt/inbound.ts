@@ -6,6 +6,8 @@
  */
 import type { IPublishPacket, IPubrelPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet';
 import type { Connection } from './connection.js';
+import type { PublishOutcome } from './metrics.js';
+import type { Session } from './session.js';
 import { toRouted } from './message.js';
 import { classifyPublish, parseFilter, validTopicName } from './topics.js';
 
@@ -43,7 +45,10 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
     if (qos === 2) {
       const state = session.incomingQos2.get(id);
       if (state === 'stored') return conn.sendAck('pubrec', id);
-      if (state === 'appending') return;
+      if (state === 'appending') {
+        session.retriedWhileAppending.add(id);
+        return;
+      }
     }
     conn.inboundInflight++;
     // [MQTT-3.3.4-7] more unacknowledged QoS > 0 publishes than our Receive Maximum.
@@ -51,26 +56,6 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   }
   const received = Date.now();
   const msg = toRouted(p, topic, session.key, received);
-
-  const ack = (reasonCode: number): void => {
-    if (qos === 1) {
-      conn.inboundInflight--;
-      if (conn.v5 && reasonCode) conn.send({ cmd: 'puback', messageId: id, reasonCode });
-      else conn.sendAck('puback', id);
-    } else if (qos === 2) {
-      // A v5 PUBREC with an error ends the exchange; otherwise PUBREL follows.
-      if (conn.v5 && reasonCode >= 0x80) {
-        session.incomingQos2.delete(id);
-        conn.inboundInflight--;
-      } else {
-        session.incomingQos2.set(id, 'stored');
-      }
-      if (conn.v5 && reasonCode) conn.send({ cmd: 'pubrec', messageId: id, reasonCode });
-      else conn.sendAck('pubrec', id);
-    }
-    if (qos > 0) broker.metrics.ackLatency((Date.now() - received) / 1000);
-  };
-
   let route = conn.routes.get(topic);
   if (!route) {
     if (conn.routes.size >= 64) conn.routes.clear();
@@ -79,20 +64,50 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   if (qos === 2) session.incomingQos2.set(id, 'appending');
   conn.pendingAppends++;
   conn.updateReading();
-  broker.accept(identity, msg, userPropertyId(p), (outcome, err) => {
+  const pending = new PendingPublish(conn, session, qos, id, received);
+  broker.accept(identity, msg, userPropertyId(p), pending.done, route);
+}
+
+/** One client PUBLISH on its way to the log; `done` answers it once the outcome is known. */
+class PendingPublish {
+  constructor(readonly conn: Connection, readonly session: Session, readonly qos: number, readonly id: number, readonly received: number) {}
+
+  readonly done = (outcome: PublishOutcome, err?: Error): void => {
+    const { conn, session, qos, id } = this;
+    const broker = conn.broker;
     conn.pendingAppends--;
-    broker.metrics.publish(identity.tenant, qos, outcome);
+    broker.metrics.publish(session.tenant, qos, outcome);
     if (outcome === 'error') {
       // Nothing was acknowledged: the client resends after reconnecting.
       if (qos === 2) session.incomingQos2.delete(id);
       broker.logger.warn({ err, client: session.clientId }, 'mqtt publish not logged');
       return conn.close((err as { code?: string } | undefined)?.code === 'LOG_OVERLOADED' ? 0x89 : 0x80, 'error');
     }
-    if (conn.state !== 'open' || conn.session !== session) return;
     // A refused publish: v5 answers 0x87; v3.1.1 has no refusal code, so it is acknowledged and dropped (counted).
-    ack(outcome === 'forbidden' && conn.v5 ? 0x87 : 0);
+    const reasonCode = outcome === 'forbidden' && conn.v5 ? 0x87 : 0;
+    if (qos === 2) {
+      // The session remembers the id even if this connection is gone: a retry on the next one gets PUBREC, not a second append.
+      if (reasonCode >= 0x80) session.incomingQos2.delete(id);
+      else session.incomingQos2.set(id, 'stored');
+    }
+    // The answer goes to the connection the client now uses for this session (a retry may have arrived there).
+    const retried = session.retriedWhileAppending.delete(id);
+    const target = session.conn as Connection | undefined;
+    if (!target || target.state !== 'open') return;
+    if (target !== conn && !retried) return;
+    if (qos === 1) {
+      target.inboundInflight = Math.max(0, target.inboundInflight - 1);
+      if (reasonCode) target.send({ cmd: 'puback', messageId: id, reasonCode });
+      else target.sendAck('puback', id);
+    } else if (qos === 2) {
+      if (reasonCode) {
+        target.inboundInflight = Math.max(0, target.inboundInflight - 1);
+        target.send({ cmd: 'pubrec', messageId: id, reasonCode });
+      } else target.sendAck('pubrec', id);
+    }
+    if (qos > 0) broker.metrics.ackLatency((Date.now() - this.received) / 1000);
     conn.updateReading();
-  }, route);
+  };
 }
 
 export function handlePubrel(conn: Connection, p: IPubrelPacket): void {

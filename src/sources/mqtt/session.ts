@@ -33,6 +33,8 @@ export class Session {
   queue: Outgoing[] = [];
   /** QoS 2 packet ids received (logged or in flight to the log) and not yet released by PUBREL [MQTT-4.3.3-?]. */
   readonly incomingQos2 = new Map<number, 'appending' | 'stored'>();
+  /** QoS 2 ids the client sent again (maybe on a new connection) while the first copy was being appended. */
+  readonly retriedWhileAppending = new Set<number>();
   /** Session expiry in seconds after the connection closes; 0 ends it with the connection. */
   expirySeconds = 0;
   /** The live connection (undefined while offline). Typed loosely to avoid an import cycle. */
