@@ -8,7 +8,7 @@
  *   node --import tsx bench/store-ingest.ts [--rows 3000000] [--seconds 40] [--messages] [--inflight 1]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
@@ -74,6 +74,7 @@ try {
   let rows = 0;
   let messages = 0;
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
   const gen = batches();
   let done = false;
   // INFLIGHT writers pull from one generator: batches keep their order of submission.
@@ -91,6 +92,8 @@ try {
     }
   }));
   const end = performance.now();
+  const cpu = process.cpuUsage(cpu0);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   loop.disable();
   const seconds = (end - start) / 1000;
   const cut = marks[Math.floor(marks.length * 0.8)] ?? [start, 0];
@@ -106,14 +109,16 @@ try {
 
   const result = {
     rows, messages, seconds: +seconds.toFixed(2), rowsPerSec: Math.round(rows / seconds), lastFifthRowsPerSec: Math.round(lastFifth),
+    // Both threads (main + worker) together; on a shared machine this moves less than wall time.
+    cpuSeconds: +cpuSeconds.toFixed(2), rowsPerCpuSecond: Math.round(rows / cpuSeconds), loadAverage: loadavg()[0].toFixed(2),
     writeBatchMs: { p50: +pct(latencies, 0.5).toFixed(2), p99: +pct(latencies, 0.99).toFixed(2), max: +(latencies.at(-1) ?? NaN).toFixed(2) },
     mainLoopDelayMs: { p99: +(loop.percentile(99) / 1e6).toFixed(2), max: +(loop.max / 1e6).toFixed(2) },
     reads: { latestMs: +latestMs.toFixed(3), dayOf1MinAvgMs: +aggMs.toFixed(2), buckets: day.length, rangePage1000Ms: +rangeMs.toFixed(2), rangeItems: page.items.length, finalCompactRows: compacted, finalCompactMs: +compactMs.toFixed(1), dayOf1MinAvgAfterCompactMs: +aggAfterMs.toFixed(2) },
   };
   console.log(JSON.stringify(result, null, 2));
-  console.log(`\n| batch | in flight | archive | rows | rows/s (overall) | rows/s (last fifth) | writeBatch p50 / p99 / max ms | main event-loop delay p99 / max ms |`);
-  console.log(`|---|---|---|---|---|---|---|---|`);
-  console.log(`| ${BATCH} | ${INFLIGHT} | ${args.messages ? `yes (${messages.toLocaleString('en')} msgs)` : 'no'} | ${rows.toLocaleString('en')} | ${result.rowsPerSec.toLocaleString('en')} | ${result.lastFifthRowsPerSec.toLocaleString('en')} | ${result.writeBatchMs.p50} / ${result.writeBatchMs.p99} / ${result.writeBatchMs.max} | ${result.mainLoopDelayMs.p99} / ${result.mainLoopDelayMs.max} |`);
+  console.log(`\n| batch | in flight | archive | rows | rows/s (overall) | rows/s (last fifth) | rows per CPU-second | writeBatch p50 / p99 / max ms | main event-loop delay p99 / max ms | load avg |`);
+  console.log(`|---|---|---|---|---|---|---|---|---|---|`);
+  console.log(`| ${BATCH} | ${INFLIGHT} | ${args.messages ? `yes (${messages.toLocaleString('en')} msgs)` : 'no'} | ${rows.toLocaleString('en')} | ${result.rowsPerSec.toLocaleString('en')} | ${result.lastFifthRowsPerSec.toLocaleString('en')} | ${result.rowsPerCpuSecond.toLocaleString('en')} | ${result.writeBatchMs.p50} / ${result.writeBatchMs.p99} / ${result.writeBatchMs.max} | ${result.mainLoopDelayMs.p99} / ${result.mainLoopDelayMs.max} | ${result.loadAverage} |`);
 } finally {
   await store.close();
   rmSync(dir, { recursive: true, force: true });

@@ -25,6 +25,21 @@ runStoreSuite({
   },
 });
 
+// The same contract once every write has been moved out of the staging tables.
+runStoreSuite({
+  name: 'embedded, compacted after every write',
+  create: async () => {
+    const { dir, cleanup } = await tempDir('fluxgate-store-');
+    const store = new EmbeddedStore({ dir });
+    const write = store.writeBatch.bind(store);
+    store.writeBatch = async (batch) => {
+      await write(batch);
+      await store.compact();
+    };
+    return { store, cleanup };
+  },
+});
+
 const T0 = Date.UTC(2026, 0, 1);
 const pt = (ts: number, value: number, messageId = `m-${ts}`): TelemetryPoint =>
   ({ tenant: 'acme', project: 'plant', device: 'd1', key: 'temp', ts, value, messageId });
@@ -109,6 +124,10 @@ describe('embedded store', () => {
       assert.ok(isFluxgateError(err, 'DEVICE_EXISTS'));
       assert.equal(err.message, 'device d1 already exists in tenant acme');
       assert.equal(err.status, 409);
+      // A value SQLite cannot keep faithfully is refused before anything is written.
+      const bad = { ...pt(T0, 1), value: Number.NaN };
+      await assert.rejects(s.writeBatch({ points: [pt(T0 + 1, 1), bad], messages: [], deadLetters: [] }), { code: 'BAD_REQUEST' });
+      assert.deepEqual(await s.latest('acme', 'd1'), []);
     } finally {
       await s.close();
     }

@@ -3,6 +3,10 @@
  * ascending by device time (ties by device, then message id) within from ≤ ts < to,
  * optionally narrowed to one project and/or device; dead letters in the order they failed.
  * Both page with opaque cursors and never cross the tenant in their key.
+ *
+ * Messages are idempotent on (tenant, device, message id). One limit: two copies of a message
+ * with different device times, both still staged, read as two until the next compaction
+ * (seconds) keeps one; replays from the log carry the same time and never do.
  */
 import type { MessageKind } from '../../core/envelope.js';
 import type { MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
@@ -24,13 +28,21 @@ export class Archive {
 
   constructor(private readonly db: Db, private readonly names: Names) {
     const cols = 'device_id, message_id, project_id, topic, kind, ts, receive_time, payload';
-    // $p = -1 means any project; one statement per index keeps each plan a range seek.
-    this.byTime = db.prepare(`SELECT ${cols} FROM messages INDEXED BY messages_by_time
+    // Staged messages (./write.ts) are read too, skipping one already compacted (a replay).
+    const staged = `SELECT ${cols} FROM messages_recent r WHERE tenant_id = $t AND ts >= $lo AND ts < $to
+      AND ($p = -1 OR project_id = $p) AND ${AFTER}`;
+    const notCompacted = `NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = r.tenant_id AND m.device_id = r.device_id AND m.message_id = r.message_id)`;
+    // $p = -1 means any project; one statement per access path keeps each plan a range seek.
+    this.byTime = db.prepare(`SELECT ${cols} FROM messages
       WHERE tenant_id = $t AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${AFTER}
+      UNION ALL
+      SELECT * FROM (${staged} AND ${notCompacted})
       ORDER BY ts, device_id, message_id LIMIT $limit`);
     this.byDevice = db.prepare(`SELECT ${cols} FROM messages INDEXED BY messages_by_device
       WHERE tenant_id = $t AND device_id = $dev AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${AFTER}
-      ORDER BY ts, message_id LIMIT $limit`);
+      UNION ALL
+      SELECT * FROM (${staged} AND device_id = $dev AND ${notCompacted})
+      ORDER BY ts, device_id, message_id LIMIT $limit`);
     this.deadLettersStmt = db.prepare(`SELECT id, project, device, topic, message_id, receive_time, reason, payload, failed_at
       FROM dead_letters WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`);
     this.deleteDeadLetterStmt = db.prepare('DELETE FROM dead_letters WHERE tenant_id = ? AND id = ?');

@@ -20,6 +20,7 @@ export class Retention {
   private readonly deleteSeries;
   private readonly deleteSeriesBefore;
   private readonly deleteMessages;
+  private readonly deleteStagedMessages;
 
   constructor(private readonly db: Db, private readonly names: Names, private readonly writer: Writer) {
     this.tenants = db.prepare('SELECT id FROM names WHERE kind = ? AND tenant_id = 0').pluck();
@@ -32,8 +33,9 @@ export class Retention {
       ORDER BY ts LIMIT 1 OFFSET ${CHUNK_ROWS - 1}`).pluck();
     this.deleteSeries = db.prepare('DELETE FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts <= ?');
     this.deleteSeriesBefore = db.prepare('DELETE FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts < ?');
+    this.deleteStagedMessages = db.prepare('DELETE FROM messages_recent WHERE tenant_id = ? AND ts < ?');
     this.deleteMessages = db.prepare(`DELETE FROM messages WHERE (tenant_id, device_id, message_id) IN (
-      SELECT tenant_id, device_id, message_id FROM messages INDEXED BY messages_by_time WHERE tenant_id = ? AND ts < ? LIMIT ${CHUNK_ROWS})`);
+      SELECT tenant_id, device_id, message_id FROM messages WHERE tenant_id = ? AND ts < ? LIMIT ${CHUNK_ROWS})`);
   }
 
   /** Yields after each committed chunk; returns the rows removed. */
@@ -79,6 +81,10 @@ export class Retention {
         })();
         yield;
       }
+      // Messages staged while this purge runs are new, and few: one statement.
+      const staged = this.deleteStagedMessages.run(t, cutoff).changes;
+      this.writer.stagedRows = Math.max(0, this.writer.stagedRows - staged);
+      removed += staged;
       for (;;) {
         const n = this.deleteMessages.run(t, cutoff).changes;
         removed += n;

@@ -7,6 +7,7 @@
  *   to a power cut is replayed from the log, and every write is idempotent.
  * - Points land first in `points_recent`, ordered by time, so a batch appends to a few pages;
  *   `compact()` later moves them, sorted by series, into `points` (tenant, device, key, ts).
+ *   Raw messages likewise go through `messages_recent` into `messages`.
  *   Inserting straight into the series-ordered table dirties one page per series per commit
  *   and measured 65k rows/s against 330k rows/s staged.
  * - Names (tenants, projects, devices, keys) are interned to small integers: keys stay short
@@ -45,14 +46,22 @@ const MIGRATIONS: string[] = [
     message_id TEXT NOT NULL, v,
     PRIMARY KEY (tenant_id, device_id, key_id)
   ) WITHOUT ROWID;
+  -- Raw messages are kept in time order, so payloads are appended, not spread over devices;
+  -- the two device-ordered indexes hold only short keys.
   CREATE TABLE messages (
-    tenant_id INTEGER NOT NULL, device_id INTEGER NOT NULL, message_id TEXT NOT NULL,
-    project_id INTEGER NOT NULL, topic TEXT NOT NULL, kind TEXT NOT NULL, ts INTEGER NOT NULL,
+    tenant_id INTEGER NOT NULL, ts INTEGER NOT NULL, device_id INTEGER NOT NULL, message_id TEXT NOT NULL,
+    project_id INTEGER NOT NULL, topic TEXT NOT NULL, kind TEXT NOT NULL,
     receive_time INTEGER NOT NULL, payload BLOB NOT NULL,
-    PRIMARY KEY (tenant_id, device_id, message_id)
+    PRIMARY KEY (tenant_id, ts, device_id, message_id)
   ) WITHOUT ROWID;
-  CREATE INDEX messages_by_time ON messages (tenant_id, ts, device_id);
+  CREATE UNIQUE INDEX messages_by_id ON messages (tenant_id, device_id, message_id);
   CREATE INDEX messages_by_device ON messages (tenant_id, device_id, ts);
+  CREATE TABLE messages_recent (
+    tenant_id INTEGER NOT NULL, ts INTEGER NOT NULL, device_id INTEGER NOT NULL, message_id TEXT NOT NULL,
+    project_id INTEGER NOT NULL, topic TEXT NOT NULL, kind TEXT NOT NULL,
+    receive_time INTEGER NOT NULL, payload BLOB NOT NULL,
+    PRIMARY KEY (tenant_id, ts, device_id, message_id)
+  ) WITHOUT ROWID;
   CREATE TABLE dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id INTEGER NOT NULL, project TEXT NOT NULL, device TEXT NOT NULL, topic TEXT NOT NULL,

@@ -3,8 +3,11 @@
  * Points go column by column (typed arrays that are transferred, names once per batch as a
  * string table) because cloning 5,000 small objects cost more than writing them; payloads go
  * packed in one transferred buffer. Nothing the caller passed in is detached or changed.
+ * A point SQLite could not store faithfully (NaN, null, an object) is refused as BAD_REQUEST
+ * here, before anything is written.
  */
-import type { DeadLetter, RawMessage, WriteBatch } from '../store.js';
+import { FluxgateError } from '../../core/errors.js';
+import type { DeadLetter, RawMessage, TelemetryPoint, WriteBatch } from '../store.js';
 
 export const VALUE_NUMBER = 0;
 export const VALUE_BOOLEAN = 1;
@@ -70,9 +73,12 @@ export function encodeBatch(batch: WriteBatch): { wire: WireBatch; transfer: Arr
     ts[i] = p.ts;
     messageIds[i] = p.messageId;
     const v = p.value;
-    if (typeof v === 'number') num[i] = v;
+    if (typeof v === 'number' && !Number.isNaN(v)) num[i] = v;
     else if (typeof v === 'boolean') { type[i] = VALUE_BOOLEAN; num[i] = v ? 1 : 0; }
-    else { type[i] = VALUE_STRING; text.push(v); }
+    else if (typeof v === 'string') { type[i] = VALUE_STRING; text.push(v); }
+    else throw invalid(p, 'value must be a number, a string or a boolean');
+    if (!Number.isFinite(p.ts)) throw invalid(p, 'ts must be a finite number of ms');
+    if (typeof p.messageId !== 'string') throw invalid(p, 'messageId must be a string');
   }
 
   let size = 0;
@@ -110,4 +116,8 @@ export function decodeRecords(w: WireBatch): { messages: RawMessage[]; deadLette
   const messages: RawMessage[] = w.messages.map((m) => ({ ...m, payload: next() }));
   const deadLetters: DeadLetter[] = w.deadLetters.map((d) => ({ ...d, payload: next() }));
   return { messages, deadLetters };
+}
+
+function invalid(p: TelemetryPoint, why: string): FluxgateError {
+  return new FluxgateError('BAD_REQUEST', `point ${p.tenant}/${p.device}/${p.key}@${p.ts}: ${why}`);
 }

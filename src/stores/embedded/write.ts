@@ -12,14 +12,14 @@ import { decodeRecords, VALUE_BOOLEAN, VALUE_NUMBER, type WireBatch } from './wi
 
 /** Rows per multi-row INSERT: fewer statement runs, well under SQLite's 32,766 parameters. */
 const ROWS_PER_STATEMENT = 100;
-/** Staged points that trigger a compaction: larger moves touch each series' page fewer times. */
+/** Staged rows that trigger a compaction: larger moves touch each series' page fewer times. */
 export const COMPACT_ROWS = 250_000;
 
 const POINT_COLS = 7;
 const LATEST_COLS = 6;
 
 export class Writer {
-  /** Rows in points_recent (counted, not queried, on the hot path). */
+  /** Rows in points_recent and messages_recent (counted, not queried, on the hot path). */
   stagedRows: number;
   /** Latest state written since the last compaction. */
   readonly pending = new PendingLatest();
@@ -45,7 +45,7 @@ export class Writer {
       WHERE excluded.ts > latest.ts OR (excluded.ts = latest.ts AND excluded.message_id > latest.message_id)`);
     this.upsertLatestMany = upsertLatest(ROWS_PER_STATEMENT);
     this.upsertLatestOne = upsertLatest(1);
-    this.insertMessage = db.prepare(`INSERT OR IGNORE INTO messages
+    this.insertMessage = db.prepare(`INSERT OR IGNORE INTO messages_recent
       (tenant_id, device_id, message_id, project_id, topic, kind, ts, receive_time, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertDeadLetter = db.prepare(`INSERT OR IGNORE INTO dead_letters
       (tenant_id, project, device, topic, message_id, receive_time, reason, payload, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -53,10 +53,13 @@ export class Writer {
     this.compactTx = db.transaction(() => {
       db.exec(`INSERT OR IGNORE INTO points SELECT tenant_id, device_id, key_id, ts, message_id, project_id, v
         FROM points_recent ORDER BY tenant_id, device_id, key_id, ts, message_id;
-        DELETE FROM points_recent;`);
+        DELETE FROM points_recent;
+        INSERT OR IGNORE INTO messages SELECT tenant_id, ts, device_id, message_id, project_id, topic, kind, receive_time, payload
+        FROM messages_recent ORDER BY tenant_id, ts, device_id, message_id;
+        DELETE FROM messages_recent;`);
       this.flushLatest();
     });
-    this.stagedRows = db.prepare('SELECT count(*) FROM points_recent').pluck().get() as number;
+    this.stagedRows = db.prepare('SELECT (SELECT count(*) FROM points_recent) + (SELECT count(*) FROM messages_recent)').pluck().get() as number;
     // After a crash, the latest state of staged points exists only in points_recent.
     const staged = db.prepare('SELECT tenant_id, device_id, key_id, ts, message_id, v FROM points_recent').raw();
     for (const [t, d, k, ts, m, v] of staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) this.pending.offer(t, d, k, ts, m, v);
@@ -74,7 +77,7 @@ export class Writer {
     }
   }
 
-  /** Moves every staged point into `points`; returns the rows moved. */
+  /** Moves every staged point and message into its main table; returns the rows moved. */
   compact(): number {
     const n = this.stagedRows;
     if (n === 0 && this.pending.size === 0) return 0;
@@ -127,8 +130,8 @@ export class Writer {
     const { messages, deadLetters } = decodeRecords(batch);
     for (const m of messages) {
       const tenantId = names.intern(NameKind.tenant, 0, m.tenant);
-      this.insertMessage.run(tenantId, names.intern(NameKind.device, tenantId, m.device), m.messageId,
-        names.intern(NameKind.project, tenantId, m.project), m.topic, m.kind, m.ts, m.receiveTime, m.payload);
+      staged += this.insertMessage.run(tenantId, names.intern(NameKind.device, tenantId, m.device), m.messageId,
+        names.intern(NameKind.project, tenantId, m.project), m.topic, m.kind, m.ts, m.receiveTime, m.payload).changes;
     }
     const now = Date.now();
     for (const d of deadLetters) {
