@@ -12,7 +12,9 @@
  *     sustains end to end; then wait until the log lag is back to 0;
  *  4. at half that rate, a probe device sends {probe: n, ts: now} one at a time and polls its
  *     latest every ~1 ms until n is visible: visible − ts, goal p99 ≤ 50 ms.
- * Exact latencies (ms, float) from autocannon's response events and performance.now().
+ * Exact latencies (ms, float) from autocannon's response events and performance.now(). The
+ * machine is shared: each phase first waits (up to 2 min) until other processes are quiet,
+ * and "other procs" is the CPU they used meanwhile (% of a core).
  *
  *   node --import tsx bench/latest-read.ts [--seconds 10] [--rate 10000] [--batch 10] [--cpu-prof DIR]
  */
@@ -20,7 +22,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ADMIN_KEY, cpuProfArgs, createDevices, histDelta, metricsSnapshot, fmt, load, machine, percentiles, pin, startNodeChild, stopChild, track, untrackDir, type Api, type LoadResult, type Req } from './run.js';
+import { ADMIN_KEY, cpuProfArgs, createDevices, foreignCpu, histDelta, metricsSnapshot, waitQuiet, fmt, load, machine, percentiles, pin, startNodeChild, stopChild, track, untrackDir, type Api, type LoadResult, type Req } from './run.js';
 
 const { values } = parseArgs({ options: {
   seconds: { type: 'string', default: '10' }, rate: { type: 'string', default: '10000' }, batch: { type: 'string', default: '10' },
@@ -74,25 +76,28 @@ async function main(): Promise<void> {
     await load({ url: node.url, connections: DEVICES, seconds: 1, request: ingestRequest(tokens, 1), overallRate: 2000 });
     await waitLagZero(api);
 
+    const quiet = async () => { const f = await waitQuiet([node.pid]); if (f >= 10) console.log(`  (the machine is not quiet: other processes use ${f}% of a core)`); };
     // 1. idle reads
+    await quiet();
     await load({ url: node.url, connections: 4, seconds: 1, request: readRequest, overallRate: READ_RATE });
     const idle = await load({ url: node.url, connections: 4, seconds: SECONDS, request: readRequest, overallRate: READ_RATE });
-    console.log(`latest read, no ingest:          ${fmt(idle.okPerSec)} reads/s  ${lat(idle.latency)}  (non-2xx: ${others(idle)})`);
+    console.log(`latest read, no ingest:          ${fmt(idle.okPerSec)} reads/s  ${lat(idle.latency)}  other procs ${idle.foreign}%  (non-2xx: ${others(idle)})`);
 
     // 2. reads while ingesting RATE msg/s
     const ingestOpts = { url: node.url, connections: Math.min(DEVICES, 50), request: ingestRequest(tokens, BATCH), overallRate: Math.round(RATE / BATCH) };
+    await quiet();
     const warm = load({ ...ingestOpts, seconds: 2 });
     await warm;
     const before = await readyz(api);
     const snap0 = await metricsSnapshot(node.url);
     const ingest = load({ ...ingestOpts, seconds: SECONDS + 2 });
     await sleep(1000);
-    const reads = await load({ url: node.url, connections: 4, seconds: SECONDS, request: readRequest, overallRate: READ_RATE });
+    const reads = await load({ url: node.url, connections: 4, seconds: SECONDS, request: readRequest, overallRate: READ_RATE, watchPids: [node.pid] });
     const ing = await ingest;
     const after = await readyz(api);
     const snap1 = await metricsSnapshot(node.url);
     console.log(`ingest during reads:             ${fmt(ing.okPerSec * BATCH)} msg/s acknowledged (${fmt(ing.okPerSec)} req/s of ${BATCH}; p99 ack ${fmt(ing.latency.p99, 2)} ms; non-2xx: ${others(ing)}); stored ${fmt((after.processed - before.processed) / ing.seconds)} msg/s; lag at end ${after.lag}`);
-    console.log(`latest read while ingesting:     ${fmt(reads.okPerSec)} reads/s  ${lat(reads.latency)}  cpu0/1 ${reads.cpuBusy.join('/')}%  (non-2xx: ${others(reads)})`);
+    console.log(`latest read while ingesting:     ${fmt(reads.okPerSec)} reads/s  ${lat(reads.latency)}  cpu0/1 ${reads.cpuBusy.join('/')}% other procs ${reads.foreign}%  (non-2xx: ${others(reads)})`);
     const readGoal = reads.latency.p99 <= 2;
     for (const h of ['fluxgate_store_write_seconds', 'fluxgate_store_compaction_seconds', 'fluxgate_log_append_seconds']) console.log(`  ${histDelta(snap0, snap1, h)}`);
     console.log(`GOAL latest-read p99 ≤ 2 ms at ${fmt(RATE)} msg/s: ${fmt(reads.latency.p99, 2)} ms — ${readGoal ? 'MET' : 'NOT MET'}`);
@@ -100,13 +105,14 @@ async function main(): Promise<void> {
 
     // 3. maximum sustained rate (end to end: stored per second)
     const maxOpts = { url: node.url, connections: DEVICES, request: ingestRequest(tokens, 100) };
+    await quiet();
     await load({ ...maxOpts, seconds: 2 });
     const m0 = await readyz(api);
     const t0 = performance.now();
-    const max = await load({ ...maxOpts, seconds: SECONDS });
+    const max = await load({ ...maxOpts, seconds: SECONDS, watchPids: [node.pid] });
     const m1 = await readyz(api);
     const storedPerSec = (m1.processed - m0.processed) / ((performance.now() - t0) / 1000);
-    console.log(`max: ingest ${fmt(max.okPerSec * 100)} msg/s acknowledged (non-2xx: ${others(max)}), stored ${fmt(storedPerSec)} msg/s, lag at end ${fmt(m1.lag)}; cpu0/1 ${max.cpuBusy.join('/')}%`);
+    console.log(`max: ingest ${fmt(max.okPerSec * 100)} msg/s acknowledged (non-2xx: ${others(max)}), stored ${fmt(storedPerSec)} msg/s, lag at end ${fmt(m1.lag)}; cpu0/1 ${max.cpuBusy.join('/')}% other procs ${max.foreign}%`);
     const maxRate = Math.min(storedPerSec, max.okPerSec * 100);
     const caughtUp = await waitLagZero(api);
     console.log(`  (processing caught up ${fmt(caughtUp / 1000, 1)} s after the load stopped)`);
@@ -114,9 +120,11 @@ async function main(): Promise<void> {
     // 4. visibility at half the maximum rate
     const half = Math.round(maxRate / 2);
     const halfBatch = 100;
+    await quiet();
     const bg = load({ url: node.url, connections: Math.min(DEVICES, 50), request: ingestRequest(tokens, halfBatch), overallRate: Math.max(1, Math.round(half / halfBatch)), seconds: SECONDS + 3 });
     await sleep(2000);
     const snap2 = await metricsSnapshot(node.url);
+    const foreign = foreignCpu([node.pid]);
     const probeApi = async (method: string, path: string, b?: unknown) => api(method, path, b, method === 'POST' ? probeToken : ADMIN_KEY);
     const visible: number[] = [];
     const acks: number[] = [];
@@ -140,9 +148,10 @@ async function main(): Promise<void> {
       await sleep(10);
     }
     const snap3 = await metricsSnapshot(node.url);
+    const foreignPct = foreign();
     const bgr = await bg;
     const v = percentiles(visible);
-    console.log(`visibility at half max (${fmt(half)} msg/s target; background acknowledged ${fmt(bgr.okPerSec * halfBatch)} msg/s, non-2xx: ${others(bgr)}):`);
+    console.log(`visibility at half max (${fmt(half)} msg/s target; background acknowledged ${fmt(bgr.okPerSec * halfBatch)} msg/s, non-2xx: ${others(bgr)}; other procs ${foreignPct}%):`);
     console.log(`  device time → visible in REST: ${visible.length} probes  ${lat(v)}${timeouts ? `  (${timeouts} not visible within 5 s)` : ''}${refused ? `  (${refused} probes refused)` : ''}`);
     console.log(`  device time → 202 (ack):       ${lat(percentiles(acks))}`);
     for (const h of ['fluxgate_store_write_seconds', 'fluxgate_store_compaction_seconds', 'fluxgate_log_append_seconds']) console.log(`  ${histDelta(snap2, snap3, h)}`);

@@ -139,6 +139,21 @@ export function percentiles(values: number[], ps: number[] = [50, 99, 99.9]): Re
   return out;
 }
 
+/**
+ * Waits (at most `maxSeconds`) until other processes use under `limit`% of a core over 2 s,
+ * so a measurement does not share the machine with someone else's build or test run.
+ * Returns the last reading.
+ */
+export async function waitQuiet(pids: number[] = [], limit = 10, maxSeconds = 120): Promise<number> {
+  const deadline = Date.now() + maxSeconds * 1000;
+  for (;;) {
+    const done = foreignCpu(pids);
+    await new Promise((r) => setTimeout(r, 2000));
+    const pct = done();
+    if (pct < limit || Date.now() > deadline) return pct;
+  }
+}
+
 export interface Req { method: 'GET' | 'POST'; path: string; headers: Record<string, string>; body?: string }
 
 export interface LoadOptions {
@@ -149,6 +164,8 @@ export interface LoadOptions {
   request: (connection: number) => Req;
   /** Requests per second over all connections; unset: as fast as the server answers. */
   overallRate?: number;
+  /** Server processes (children) whose CPU is not counted as foreign. */
+  watchPids?: number[];
   /** Filled in with a function that ends the load early (the result then covers the time run). */
   control?: { stop?: () => void };
 }
@@ -165,6 +182,38 @@ export interface LoadResult {
   latency: Record<string, number>;
   /** Busy % of each core during the run (from /proc/stat), e.g. [100, 82]. */
   cpuBusy: number[];
+  /** CPU used meanwhile by processes other than this one and `watchPids`, % of one core (user+system). */
+  foreign: number;
+}
+
+const procTicks = (pid: number): number => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(f[11]) + Number(f[12]); // utime + stime (fields 14, 15), every thread
+  } catch { return 0; }
+};
+const userSys = (): { used: number; total: number } => {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    return { used: f[0] + f[1] + f[2], total: f.reduce((a, b) => a + b, 0) };
+  } catch { return { used: 0, total: 0 }; }
+};
+
+/**
+ * Measures how much CPU other processes (not this one, not `pids`) use between now and the call
+ * of the returned function; `born` names processes started meanwhile (all their CPU is ours).
+ */
+export function foreignCpu(pids: number[]): (born?: number[]) => number {
+  const all = [process.pid, ...pids];
+  const a = userSys();
+  const mine = all.reduce((s, p) => s + procTicks(p), 0);
+  return (born = []) => {
+    const b = userSys();
+    const mine2 = [...all, ...born].reduce((s, p) => s + procTicks(p), 0);
+    const cores = cpus().length || 1;
+    const wallTicks = (b.total - a.total) / cores;
+    return wallTicks > 0 ? Math.max(0, Math.round((100 * (b.used - a.used - (mine2 - mine))) / wallTicks)) : 0;
+  };
 }
 
 /** Per-core [busy, total] jiffies from /proc/stat (empty off Linux). */
@@ -201,13 +250,15 @@ export async function load(opts: LoadOptions): Promise<LoadResult> {
   if (opts.control) opts.control.stop = () => instance.stop();
   instance.on('response', (_c, status, _b, ms) => { if (status >= 200 && status < 300) latencies.push(ms); });
   const cpu0 = cpuTimes();
+  const foreign = foreignCpu(opts.watchPids ?? []);
   const r = await instance;
   const cpuBusy = busySince(cpu0);
+  const foreignPct = foreign();
   const statuses: Record<string, number> = {};
   let requests = 0;
   for (const [code, { count }] of Object.entries(r.statusCodeStats ?? {})) { statuses[code] = Number(count); requests += Number(count); }
   const ok = Object.entries(statuses).filter(([c]) => c.startsWith('2')).reduce((s, [, n]) => s + n, 0);
-  return { seconds: r.duration, requests, ok, okPerSec: ok / r.duration, statuses, errors: r.errors, latency: percentiles(latencies), cpuBusy };
+  return { seconds: r.duration, requests, ok, okPerSec: ok / r.duration, statuses, errors: r.errors, latency: percentiles(latencies), cpuBusy, foreign: foreignPct };
 }
 
 export interface Hist { buckets: Array<[number, number]>; sum: number; count: number }
