@@ -81,7 +81,8 @@ if (!NATS_SERVER_BIN) {
       await waitFor(() => seen.size >= acked.size, { timeoutMs: 60_000, what: `the reader to commit ${acked.size} records (has ${seen.size})` });
       await reader;
       // Every commit resolved, so the (replicated) consumer holds nothing unacknowledged.
-      const info = await consumerInfo(cluster.urls, 'R3TEST', consumerNameOf('proc'));
+      // (The JetStream API may still be settling after the failover: ask until it answers.)
+      const info = await waitFor(() => consumerInfo(cluster.urls, 'R3TEST', consumerNameOf('proc')), { timeoutMs: 30_000, what: 'consumer info' });
       assert.equal(info.num_ack_pending, 0);
       assert.equal(info.num_pending, 0);
       assert.equal(acked.size, APPENDERS * PER_APPENDER);

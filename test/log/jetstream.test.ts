@@ -188,6 +188,14 @@ if (!NATS_SERVER_BIN) {
       }
     });
 
+    it('jetstream - an append no stream answers (stream deleted) rejects with LOG_UNAVAILABLE without waiting for the timeout', () => withLog({ appendTimeoutMs: 20_000 }, async (h) => {
+      await h.log.append([testEnvelope(1)]);
+      await deleteStream(nats.url, h.opts.stream!);
+      const started = Date.now();
+      await assert.rejects(h.log.append([testEnvelope(2), testEnvelope(3)]), (err: { code?: string; message: string }) => err.code === 'LOG_UNAVAILABLE' && /503|no responders/.test(err.message));
+      assert.ok(Date.now() - started < 5000, `rejected after ${Date.now() - started} ms`);
+    }));
+
     it('jetstream - open fails with LOG_UNAVAILABLE when no server answers', async () => {
       const own = await startNatsServer();
       const url = own.url;
