@@ -11,7 +11,7 @@
  */
 import Database from 'better-sqlite3';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -56,7 +56,7 @@ function dirBytes(dir: string): number {
   return readdirSync(dir).reduce((s, f) => s + statSync(join(dir, f)).size, 0);
 }
 
-interface Result { engine: string; rows: number; seconds: number; rowsPerSec: number; lastFifthRowsPerSec: number; bytesPerRow: number; replayOk: boolean; bucketMs: number; buckets: number; latestMs: number }
+interface Result { engine: string; rows: number; seconds: number; rowsPerSec: number; lastFifthRowsPerSec: number; rowsPerCpuSecond: number; bytesPerRow: number; replayOk: boolean; bucketMs: number; buckets: number; latestMs: number }
 
 function timed<T>(fn: () => T): [T, number] {
   const t = performance.now();
@@ -71,8 +71,9 @@ async function timedAsync<T>(fn: () => Promise<T>): Promise<[T, number]> {
 }
 
 /** Ingest loop shared by both engines; reports overall rate and the rate over the last fifth. */
-async function ingest(write: (b: Point[]) => void | Promise<void>): Promise<{ rows: number; seconds: number; lastFifth: number }> {
+async function ingest(write: (b: Point[]) => void | Promise<void>): Promise<{ rows: number; seconds: number; lastFifth: number; cpuSeconds: number }> {
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
   let rows = 0;
   const marks: Array<[number, number]> = [];
   for (const b of points(TARGET_ROWS)) {
@@ -82,8 +83,9 @@ async function ingest(write: (b: Point[]) => void | Promise<void>): Promise<{ ro
     if (performance.now() - start > MAX_MS) break;
   }
   const end = performance.now();
+  const cpu = process.cpuUsage(cpu0);
   const cut = marks[Math.floor(marks.length * 0.8)] ?? [start, 0];
-  return { rows, seconds: (end - start) / 1000, lastFifth: (rows - cut[1]) / ((end - cut[0]) / 1000) };
+  return { rows, seconds: (end - start) / 1000, lastFifth: (rows - cut[1]) / ((end - cut[0]) / 1000), cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 /**
@@ -194,7 +196,7 @@ async function benchSqlite(dir: string, layout: 'direct' | 'staged'): Promise<Re
   const [buckets, bucketMs] = timed(() => bucketSql.all(tenantId, deviceIds[500], keyIds[1], T0, T0 + 86_400_000));
   const [, latestMs] = timed(() => latestSql.all(tenantId, deviceIds[777]));
   db.close();
-  return { engine: `SQLite ${layout} ${(new Database(':memory:').prepare('select sqlite_version() v').get() as { v: string }).v}`, rows: ing.rows, seconds: ing.seconds, rowsPerSec: ing.rows / ing.seconds, lastFifthRowsPerSec: ing.lastFifth, bytesPerRow: bytes / ing.rows, replayOk: count === ing.rows, bucketMs, buckets: buckets.length, latestMs };
+  return { engine: `SQLite ${layout} ${(new Database(':memory:').prepare('select sqlite_version() v').get() as { v: string }).v}`, rows: ing.rows, seconds: ing.seconds, rowsPerSec: ing.rows / ing.seconds, lastFifthRowsPerSec: ing.lastFifth, rowsPerCpuSecond: ing.rows / ing.cpuSeconds, bytesPerRow: bytes / ing.rows, replayOk: count === ing.rows, bucketMs, buckets: buckets.length, latestMs };
 }
 
 async function benchDuckdb(dir: string): Promise<Result> {
@@ -236,7 +238,7 @@ async function benchDuckdb(dir: string): Promise<Result> {
   c.closeSync();
   inst.closeSync();
   const version = '1.5.6';
-  return { engine: `DuckDB ${version}`, rows: ing.rows, seconds: ing.seconds, rowsPerSec: ing.rows / ing.seconds, lastFifthRowsPerSec: ing.lastFifth, bytesPerRow: bytes / ing.rows, replayOk: count === ing.rows, bucketMs, buckets: buckets.length, latestMs };
+  return { engine: `DuckDB ${version}`, rows: ing.rows, seconds: ing.seconds, rowsPerSec: ing.rows / ing.seconds, lastFifthRowsPerSec: ing.lastFifth, rowsPerCpuSecond: ing.rows / ing.cpuSeconds, bytesPerRow: bytes / ing.rows, replayOk: count === ing.rows, bucketMs, buckets: buckets.length, latestMs };
 }
 
 const results: Result[] = [];
@@ -251,8 +253,9 @@ for (const engine of ['sqlite-staged', 'sqlite-direct', 'duckdb']) {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-console.log('\n| Engine | Rows | Ingest rows/s (overall) | rows/s (last fifth) | Bytes/row on disk | Replay stored once | 1-min avg over 1 device-key, 1 day | Latest read |');
-console.log('|---|---|---|---|---|---|---|---|');
+console.log(`\nload average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log('\n| Engine | Rows | Ingest rows/s (overall) | rows/s (last fifth) | rows per CPU-second | Bytes/row on disk | Replay stored once | 1-min avg over 1 device-key, 1 day | Latest read |');
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
-  console.log(`| ${r.engine} | ${r.rows.toLocaleString('en')} | ${Math.round(r.rowsPerSec).toLocaleString('en')} | ${Math.round(r.lastFifthRowsPerSec).toLocaleString('en')} | ${r.bytesPerRow.toFixed(1)} | ${r.replayOk ? 'yes' : 'NO'} | ${r.bucketMs.toFixed(2)} ms (${r.buckets} buckets) | ${r.latestMs.toFixed(3)} ms |`);
+  console.log(`| ${r.engine} | ${r.rows.toLocaleString('en')} | ${Math.round(r.rowsPerSec).toLocaleString('en')} | ${Math.round(r.lastFifthRowsPerSec).toLocaleString('en')} | ${Math.round(r.rowsPerCpuSecond).toLocaleString('en')} | ${r.bytesPerRow.toFixed(1)} | ${r.replayOk ? 'yes' : 'NO'} | ${r.bucketMs.toFixed(2)} ms (${r.buckets} buckets) | ${r.latestMs.toFixed(3)} ms |`);
 }

@@ -34,6 +34,7 @@ function serve(engine: Engine): void {
   let lastWrite = 0;
   let lastCompact = Date.now();
   let closed = false;
+  let compactScheduled = false;
   /** Retention runs in flight; close waits for them. */
   const purges = new Set<Promise<void>>();
 
@@ -99,8 +100,15 @@ function serve(engine: Engine): void {
           engine.call('writeBatch', req.args);
           lastWrite = Date.now();
           post({ id: req.id, ok: true, value: undefined });
-          // After the reply, so the caller is not kept waiting for the move.
-          if (engine.shouldCompact()) compact();
+          // After the reply, and after requests already queued (setImmediate runs once the
+          // port's pending messages are handled), so neither waits for the move.
+          if (engine.shouldCompact() && !compactScheduled) {
+            compactScheduled = true;
+            setImmediate(() => {
+              compactScheduled = false;
+              if (!closed) compact();
+            });
+          }
           return;
         case 'deleteBefore': {
           const p = purge(req).finally(() => purges.delete(p));
