@@ -6,7 +6,7 @@
  * (127.0.0.1-4), QoS 0/1/2 with an in-flight window, HDR histograms. Bounded by time.
  *
  *   node --import tsx bench/mqtt-load.ts [--publishers 100] [--window 16] [--seconds 5] [--idle 0]
- *                                        [--fanout-rate 10000] [--only fluxgate|mosquitto]
+ *                                        [--fanout-rate 10000] [--repeat 3] [--only fluxgate|mosquitto]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,12 +18,13 @@ import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { generate, parser as createParser, type Packet } from 'mqtt-packet';
 
-const { values } = parseArgs({ options: { publishers: { type: 'string', default: '100' }, window: { type: 'string', default: '16' }, seconds: { type: 'string', default: '5' }, idle: { type: 'string', default: '0' }, 'fanout-rate': { type: 'string', default: '10000' }, only: { type: 'string' } } });
+const { values } = parseArgs({ options: { publishers: { type: 'string', default: '100' }, window: { type: 'string', default: '16' }, seconds: { type: 'string', default: '5' }, idle: { type: 'string', default: '0' }, 'fanout-rate': { type: 'string', default: '10000' }, repeat: { type: 'string', default: '3' }, 'half-rate': { type: 'string' }, phases: { type: 'string', default: 'idle,q1,q2,q0,half,fan' }, only: { type: 'string' } } });
 const PUBLISHERS = Number(values.publishers);
 const WINDOW = Number(values.window);
 const SECONDS = Number(values.seconds);
 const IDLE = Number(values.idle);
 const FANOUT_RATE = Number(values['fanout-rate']);
+const REPEAT = Number(values.repeat);
 
 // The load runs on core 1, the brokers on core 0.
 if (!process.env.FLUXGATE_BENCH_PINNED) {
@@ -290,38 +291,72 @@ async function idle(b: Broker, n: number): Promise<{ connections: number; rssMiB
 
 const fmt = (n: number | undefined, d = 0) => (n === undefined ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }));
 
-async function main(): Promise<void> {
-  console.log(`# MQTT load: ${PUBLISHERS} publishers, window ${WINDOW}, ${SECONDS} s per phase, 100-byte JSON, ${cpus()[0]?.model ?? ''}`);
-  const rows: Array<Record<string, string>> = [];
-  const only = values.only?.split(',');
-  for (const start of [startFluxgate, startMosquitto]) {
-    const b = await start();
-    try {
-      if (only && !only.includes(b.name)) continue;
-      const q1 = await maxRate(b.port, 1, WINDOW);
-      const q2 = await maxRate(b.port, 2, WINDOW);
-      const q0 = await qos0Rate(b.port);
-      const half = await fixedRate(b.port, Math.floor(q1.rate / 2));
-      const fan = await fanout(b.port, FANOUT_RATE);
-      const row: Record<string, string> = {
-        broker: b.name,
-        'QoS 1 msg/s': fmt(q1.rate), 'QoS 1 p50/p99 ms': `${fmt(q1.p50, 2)} / ${fmt(q1.p99, 2)}`,
-        'QoS 2 msg/s': fmt(q2.rate),
-        'QoS 0 msg/s': fmt(q0.rate),
-        'p99 PUBACK at ½ QoS 1 rate, ms': `${fmt(half.p99, 2)} (at ${fmt(half.rate)} msg/s)`,
-        'publish→subscriber p50/p99 ms': `${fmt(fan.p50, 2)} / ${fmt(fan.p99, 2)} (at ${fmt(fan.rate)} msg/s)`,
-      };
-      if (IDLE > 0) {
-        const r = await idle(b, IDLE);
-        row['idle conns: RSS, per conn'] = `${r.connections}: ${r.rssMiB} MiB, ${fmt(r.perConnKiB, 1)} KiB → 100k ≈ ${fmt((r.perConnKiB * 100_000) / 1024 / 1024, 2)} GiB`;
-      }
-      rows.push(row);
-      console.log(JSON.stringify(row));
-    } finally {
-      await stopBroker(b);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/** Runs `phase` on each broker in turn, `REPEAT` times (alternating, so a noisy moment hits both), and keeps the median run by rate. */
+async function alternate(brokers: Broker[], label: string, phase: (b: Broker) => Promise<Result>): Promise<Map<string, Result>> {
+  const runs = new Map<string, Result[]>(brokers.map((b) => [b.name, []]));
+  for (let i = 0; i < REPEAT; i++) {
+    for (const b of brokers) {
+      const r = await phase(b);
+      runs.get(b.name)!.push(r);
+      console.log(`${label} ${b.name} run ${i + 1}: ${fmt(r.rate)} msg/s${r.p99 !== undefined ? `, p50 ${fmt(r.p50, 2)} ms, p99 ${fmt(r.p99, 2)} ms` : ''}`);
     }
   }
-  console.table(rows);
+  const out = new Map<string, Result>();
+  for (const [name, rs] of runs) {
+    const m = median(rs.map((r) => r.rate));
+    out.set(name, rs.find((r) => r.rate === m)!);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  console.log(`# MQTT load: ${PUBLISHERS} publishers, window ${WINDOW}, ${SECONDS} s per phase, ${REPEAT} alternating runs (median), 100-byte JSON, ${cpus()[0]?.model ?? ''}`);
+  const only = values.only?.split(',');
+  const brokers: Broker[] = [];
+  try {
+    for (const start of [startFluxgate, startMosquitto]) {
+      const b = await start();
+      if (only && !only.includes(b.name)) await stopBroker(b);
+      else brokers.push(b);
+    }
+    const phases = new Set(values.phases!.split(','));
+    const none = new Map<string, Result>(brokers.map((b) => [b.name, { rate: NaN }]));
+    // Idle connections first, on fresh brokers, so the heap of the load phases does not blur the figure.
+    const idleRows = new Map<string, string>();
+    if (IDLE > 0 && phases.has('idle')) {
+      for (const b of brokers) {
+        const r = await idle(b, IDLE);
+        idleRows.set(b.name, `${r.connections}: ${r.rssMiB} MiB, ${fmt(r.perConnKiB, 1)} KiB each → 100k ≈ ${fmt((r.perConnKiB * 100_000) / 1024 / 1024, 2)} GiB`);
+        console.log(`idle ${b.name}: ${idleRows.get(b.name)}`);
+      }
+    }
+    const q1 = phases.has('q1') ? await alternate(brokers, 'QoS 1', (b) => maxRate(b.port, 1, WINDOW)) : none;
+    const q2 = phases.has('q2') ? await alternate(brokers, 'QoS 2', (b) => maxRate(b.port, 2, WINDOW)) : none;
+    const q0 = phases.has('q0') ? await alternate(brokers, 'QoS 0', (b) => qos0Rate(b.port)) : none;
+    // Half of the slower broker's QoS 1 rate, so both get the same offered load.
+    const halfRate = values['half-rate'] ? Number(values['half-rate']) : Math.floor(Math.min(...[...q1.values()].map((r) => r.rate)) / 2);
+    const half = phases.has('half') ? await alternate(brokers, `QoS 1 at ${halfRate} msg/s`, (b) => fixedRate(b.port, halfRate)) : none;
+    const fan = phases.has('fan') ? await alternate(brokers, `fan-out at ${FANOUT_RATE} msg/s`, (b) => fanout(b.port, FANOUT_RATE)) : none;
+    const rows: Array<Record<string, string>> = [];
+    for (const b of brokers) {
+      const row: Record<string, string> = {
+        broker: b.name,
+        'QoS 1 msg/s': fmt(q1.get(b.name)!.rate), 'QoS 1 p50/p99 ms': `${fmt(q1.get(b.name)!.p50, 2)} / ${fmt(q1.get(b.name)!.p99, 2)}`,
+        'QoS 2 msg/s': fmt(q2.get(b.name)!.rate),
+        'QoS 0 msg/s': fmt(q0.get(b.name)!.rate),
+        [`PUBACK p50/p99 ms at ${fmt(halfRate)} msg/s`]: `${fmt(half.get(b.name)!.p50, 2)} / ${fmt(half.get(b.name)!.p99, 2)}`,
+        'publish→subscriber p50/p99 ms': `${fmt(fan.get(b.name)!.p50, 2)} / ${fmt(fan.get(b.name)!.p99, 2)} (${fmt(fan.get(b.name)!.rate)} msg/s received)`,
+      };
+      if (idleRows.has(b.name)) row['idle connections: RSS'] = idleRows.get(b.name)!;
+      rows.push(row);
+      console.log(JSON.stringify(row));
+    }
+    console.table(rows);
+  } finally {
+    for (const b of brokers) await stopBroker(b);
+  }
 }
 
 await main();

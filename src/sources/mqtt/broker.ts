@@ -16,7 +16,7 @@ import type { Log } from '../../log/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { DeviceAuth } from '../../registry/device-auth.js';
 import { Connection } from './connection.js';
-import { IngestBatcher } from './ingest.js';
+import { IngestBatcher, type DurableWaiter } from './ingest.js';
 import type { RoutedMessage } from './message.js';
 import { MqttMetrics, type PublishOutcome } from './metrics.js';
 import { RetainedStore } from './retained.js';
@@ -39,6 +39,22 @@ export interface BrokerOptions {
   metrics: Metrics;
   logger: Logger;
   apps?: AppAuthenticator;
+}
+
+/** Learns what became of a published message. */
+export interface PublishWaiter {
+  done(outcome: PublishOutcome, err?: Error): void;
+}
+
+/** A device message on its way to the log: routed and answered once durable. */
+class LoggedPublish implements DurableWaiter {
+  constructor(private readonly broker: Broker, private readonly tenant: string, private readonly msg: RoutedMessage, private readonly waiter: PublishWaiter) {}
+
+  durable(err?: Error): void {
+    if (err) return this.waiter.done('error', err);
+    this.broker.route(this.tenant, this.msg);
+    this.waiter.done('accepted');
+  }
 }
 
 /** An in-process subscriber (command replies, live fan-out): called for every routed message matching its filter. */
@@ -211,12 +227,13 @@ export class Broker {
   /**
    * Takes a message published by a client (or a will): device data is appended to the log and
    * routed once durable; commands and replies are routed; anything else is refused.
+   * `waiter.done` learns the outcome (objects with methods, not closures: this is the hot path).
    */
-  accept(who: ClientIdentity, msg: RoutedMessage, messageId: string | undefined, done: (outcome: PublishOutcome, err?: Error) => void, route: PublishRoute = classifyPublish(who, msg.topic)): void {
-    if (route.action === 'refuse') return done('forbidden');
+  accept(who: ClientIdentity, msg: RoutedMessage, messageId: string | undefined, waiter: PublishWaiter, route: PublishRoute = classifyPublish(who, msg.topic)): void {
+    if (route.action === 'refuse') return waiter.done('forbidden');
     if (route.action === 'route') {
       this.route(who.tenant, msg);
-      return done('routed');
+      return waiter.done('routed');
     }
     const now = Date.now();
     const envelope: Envelope = {
@@ -230,11 +247,7 @@ export class Broker {
       messageId: messageId ?? generateMessageId(now),
       payload: msg.payload,
     };
-    this.ingest.submit(envelope, (err) => {
-      if (err) return done('error', err);
-      this.route(who.tenant, msg);
-      done('accepted');
-    });
+    this.ingest.submit(envelope, new LoggedPublish(this, who.tenant, msg, waiter));
   }
 
   /** Delivers a message to every matching subscription of its tenant (one copy per session, §4.5). */

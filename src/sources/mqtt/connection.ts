@@ -27,6 +27,9 @@ type AckCmd = 'puback' | 'pubrec' | 'pubrel' | 'pubcomp';
  */
 const ackCache: Record<AckCmd, Array<Buffer | undefined>> = { puback: [], pubrec: [], pubrel: [], pubcomp: [] };
 
+/** Bytes of outgoing data a connection may buffer before deliveries wait in the session queue. */
+const SOCKET_BUFFER_BYTES = 1024 * 1024;
+
 /** Fixed header size of a packet with this remaining length. */
 const headerBytes = (len: number) => 1 + (len < 128 ? 1 : len < 16384 ? 2 : len < 2097152 ? 3 : 4);
 
@@ -160,7 +163,8 @@ export class Connection implements SessionConnection {
 
   private trySend(out: Outgoing): boolean {
     const s = this.session!;
-    if (this.stream.writableNeedDrain) return false;
+    // Up to 1 MiB may wait in the socket's buffer; beyond that messages wait in the session's bounded queue.
+    if (this.stream.writableLength > SOCKET_BUFFER_BYTES) return false;
     // [MQTT-3.3.4-9] no more QoS 1/2 in flight than the client's Receive Maximum.
     if (out.qos > 0 && s.inflight.size >= this.clientReceiveMaximum) return false;
     if (out.msg.expiresAt !== undefined && out.msg.expiresAt <= Date.now()) {

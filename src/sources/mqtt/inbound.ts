@@ -5,6 +5,7 @@
  * PUBREL is logged once [MQTT-4.3.3-?]. Routing to subscribers happens after the append.
  */
 import type { IPublishPacket, IPubrelPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet';
+import type { PublishWaiter } from './broker.js';
 import type { Connection } from './connection.js';
 import type { PublishOutcome } from './metrics.js';
 import type { Session } from './session.js';
@@ -64,15 +65,14 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   if (qos === 2) session.incomingQos2.set(id, 'appending');
   conn.pendingAppends++;
   conn.updateReading();
-  const pending = new PendingPublish(conn, session, qos, id, received);
-  broker.accept(identity, msg, userPropertyId(p), pending.done, route);
+  broker.accept(identity, msg, userPropertyId(p), new PendingPublish(conn, session, qos, id, received), route);
 }
 
 /** One client PUBLISH on its way to the log; `done` answers it once the outcome is known. */
-class PendingPublish {
+class PendingPublish implements PublishWaiter {
   constructor(readonly conn: Connection, readonly session: Session, readonly qos: number, readonly id: number, readonly received: number) {}
 
-  readonly done = (outcome: PublishOutcome, err?: Error): void => {
+  done(outcome: PublishOutcome, err?: Error): void {
     const { conn, session, qos, id } = this;
     const broker = conn.broker;
     conn.pendingAppends--;
@@ -107,7 +107,7 @@ class PendingPublish {
     }
     if (qos > 0) broker.metrics.ackLatency((Date.now() - this.received) / 1000);
     conn.updateReading();
-  };
+  }
 }
 
 export function handlePubrel(conn: Connection, p: IPubrelPacket): void {

@@ -1,17 +1,20 @@
 /**
  * @module Group appends: device messages from every connection that arrive in the same
  * event-loop turn go to the log as one `append` call, so many publishers share one fdatasync.
- * Each message's callback runs once its batch is durable (or failed); only then does the
+ * Each message's waiter is told once its batch is durable (or failed); only then does the
  * connection send PUBACK/PUBREC. Several batches may be in flight at once.
  */
 import type { Envelope } from '../../core/envelope.js';
 import type { Log } from '../../log/log.js';
 
-export type DurableCallback = (err?: Error) => void;
+/** Told once its message is durable (or failed). */
+export interface DurableWaiter {
+  durable(err?: Error): void;
+}
 
 export class IngestBatcher {
   private envelopes: Envelope[] = [];
-  private callbacks: DurableCallback[] = [];
+  private waiters: DurableWaiter[] = [];
   private scheduled = false;
   private inflight = 0;
   private idleWaiters: Array<() => void> = [];
@@ -22,9 +25,9 @@ export class IngestBatcher {
     return this.envelopes.length + this.inflight;
   }
 
-  submit(envelope: Envelope, done: DurableCallback): void {
+  submit(envelope: Envelope, waiter: DurableWaiter): void {
     this.envelopes.push(envelope);
-    this.callbacks.push(done);
+    this.waiters.push(waiter);
     if (this.envelopes.length >= this.maxBatch) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;
@@ -37,9 +40,9 @@ export class IngestBatcher {
     this.scheduled = false;
     if (this.envelopes.length === 0) return;
     const batch = this.envelopes;
-    const callbacks = this.callbacks;
+    const waiters = this.waiters;
     this.envelopes = [];
-    this.callbacks = [];
+    this.waiters = [];
     this.inflight++;
     this.beforeAppend?.();
     let appended: Promise<void>;
@@ -50,11 +53,11 @@ export class IngestBatcher {
     }
     appended.then(
       () => {
-        for (const cb of callbacks) cb();
+        for (const w of waiters) w.durable();
       },
       (err: unknown) => {
         const e = err instanceof Error ? err : new Error(String(err));
-        for (const cb of callbacks) cb(e);
+        for (const w of waiters) w.durable(e);
       },
     ).finally(() => {
       this.inflight--;

@@ -12,9 +12,11 @@ import type { ClientIdentity } from './topics.js';
 export function publishWill(broker: Broker, who: ClientIdentity, origin: string, will: Will): void {
   const msg = { ...will.msg, origin };
   if (will.expirySeconds !== undefined) msg.expiresAt = Date.now() + will.expirySeconds * 1000;
-  broker.accept(who, msg, undefined, (outcome, err) => {
-    broker.metrics.publish(who.tenant, msg.qos, outcome);
-    if (err) broker.logger.warn({ err, topic: msg.topic }, 'mqtt will not logged');
+  broker.accept(who, msg, undefined, {
+    done(outcome, err) {
+      broker.metrics.publish(who.tenant, msg.qos, outcome);
+      if (err) broker.logger.warn({ err, topic: msg.topic }, 'mqtt will not logged');
+    },
   });
 }
 
