@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { jetstream } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { createJetStreamLog, encodeToken, slotOf, SLOTS } from '../../src/log/jetstream/index.js';
 import { decodeEnvelope, encodeEnvelope, subjectOf } from '../../src/log/jetstream/codec.js';
 import { consumerNameOf } from '../../src/log/jetstream/group.js';
@@ -104,6 +106,22 @@ if (!NATS_SERVER_BIN) {
       const info = await consumerInfo(nats.url, h.opts.stream!, consumerNameOf('g'));
       assert.equal(info.config.ack_wait, 30_000 * 1e6);
       assert.equal(info.config.max_ack_pending, 500);
+    }));
+
+    it('jetstream - a message that is not a Fluxgate envelope is skipped and never holds a group back', () => withLog({}, async (h) => {
+      await h.log.append([testEnvelope(1)]);
+      const nc = await connect({ servers: nats.url });
+      try {
+        await jetstream(nc).publish(`${h.opts.stream!.toLowerCase()}.msg.0.t1.event.dev-x`, 'not an envelope');
+      } finally {
+        await nc.close();
+      }
+      await h.log.append([testEnvelope(2)]);
+      const got = await readRecords(h.log, 'g', 2);
+      assert.deepEqual(got.map((r) => r.envelope.messageId), ['m-1', 'm-2']);
+      await h.log.commit('g', { records: got });
+      const log = await h.reopen();
+      assert.equal((await log.read('g', 10, 200)).records.length, 0);
     }));
 
     it('jetstream - two nodes open the same stream at once and share it', () => withLog({}, async (h) => {

@@ -40,6 +40,7 @@ export function consumerNameOf(group: string): string {
 }
 
 const ACK = new TextEncoder().encode('+ACK');
+const TERM = new TextEncoder().encode('+TERM');
 
 /** Stream sequence of a delivered message, from its ack subject (v1 and v2 formats). */
 export function streamSeqOf(reply: string): bigint {
@@ -74,8 +75,18 @@ export class GroupReader {
     const records: LogRecord[] = [];
     for (const m of msgs) {
       const offset = streamSeqOf(m.reply!);
+      let envelope;
+      try {
+        envelope = decodeEnvelope(m.data);
+      } catch (err) {
+        // Not written by Fluxgate (someone published on our subjects by hand): terminated, so
+        // it is never delivered again and does not hold the group back, and reported.
+        this.nc.publish(m.reply!, TERM);
+        this.logger?.error({ group: this.group, seq: Number(offset), subject: m.subject, err }, 'log record is not a Fluxgate envelope; skipped');
+        continue;
+      }
       this.unacked.set(offset, m.reply!);
-      records.push({ offset, envelope: decodeEnvelope(m.data) });
+      records.push({ offset, envelope });
     }
     return records;
   }
@@ -93,7 +104,12 @@ export class GroupReader {
     held.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const last = held.pop()!;
     for (const seq of held) this.nc.publish(this.unacked.get(seq)!, ACK);
-    await this.nc.request(this.unacked.get(last)!, ACK, { timeout: this.settings.requestTimeoutMs });
+    try {
+      await this.nc.request(this.unacked.get(last)!, ACK, { timeout: this.settings.requestTimeoutMs });
+    } catch (err) {
+      this.suspect = true; // the next read checks what the server recorded
+      throw err;
+    }
     for (const seq of held) this.unacked.delete(seq);
     this.unacked.delete(last);
   }
@@ -134,6 +150,8 @@ export class GroupReader {
       // Settings changed since the consumer was made (both may change on a live consumer).
       await this.jsm.consumers.update(this.stream, this.consumer, { ack_wait: nanos(this.settings.ackWaitMs), max_ack_pending: this.settings.maxAckPending });
     }
+    // Nothing pending on the server: acks whose confirmation was lost did arrive.
+    if (info.num_ack_pending === 0) this.unacked.clear();
     if (info.num_ack_pending <= this.unacked.size) { this.suspect = false; return; }
     // Records this reader still holds would be delivered again under new ack subjects; wait
     // until they are committed (the next read after the commit checks again).
