@@ -20,6 +20,9 @@ import { telemetryRoutes } from './rest/telemetry.js';
 import { messageRoutes } from './rest/messages.js';
 import { deadLetterRoutes } from './rest/dead-letters.js';
 
+const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const higher = (a: string, b: string) => (LEVELS.indexOf(a) > LEVELS.indexOf(b) ? a : b);
+
 export interface ApiServerOptions {
   logger: Logger;
   log: Log;
@@ -36,8 +39,8 @@ export interface ApiServerOptions {
 
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: opts.logger.child({ component: 'http' }) as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request lines are info-level in Fastify: keep them for debug/trace, drop them otherwise (hot path).
+    loggerInstance: opts.logger.child({ component: 'http' }, { level: ['debug', 'trace'].includes(opts.logger.level) ? opts.logger.level : higher(opts.logger.level, 'warn') }) as unknown as FastifyBaseLogger,
     bodyLimit: opts.bodyLimitBytes,
     return503OnClosing: true,
     forceCloseConnections: 'idle',

@@ -1,7 +1,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { startTestNode, ADMIN_KEY, type TestNode } from '../helpers/node.js';
 import { waitFor, tempDir } from '../helpers/wait.js';
@@ -189,19 +189,22 @@ describe('cli', () => {
     const t = await startTestNode();
     try {
       const cli = fileURLToPath(new URL('../../bin/fluxgate.js', import.meta.url));
-      const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args, '--url', t.url, '--key', ADMIN_KEY], { encoding: 'utf8' });
-      const created = run('device', 'create', 'cli-1', '--project', 'p9');
+      // Asynchronous on purpose: the node under test runs in this process and must keep answering.
+      const run = (...args: string[]) => new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, [cli, ...args, '--url', t.url, '--key', ADMIN_KEY], { encoding: 'utf8' }, (err, stdout, stderr) => resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
+      });
+      const created = await run('device', 'create', 'cli-1', '--project', 'p9');
       assert.equal(created.status, 0, created.stderr);
       const token = /token: (\S+)/.exec(created.stdout)?.[1];
       assert.ok(token);
       const r = await fetch(t.url + '/api/v1/devices/cli-1/telemetry', { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"x":1}' });
       assert.equal(r.status, 202);
-      assert.match(run('device', 'list').stdout, /^cli-1\tp9\tenabled/m);
-      const dup = run('device', 'create', 'cli-1');
+      assert.match((await run('device', 'list')).stdout, /^cli-1\tp9\tenabled/m);
+      const dup = await run('device', 'create', 'cli-1');
       assert.equal(dup.status, 1);
       assert.match(dup.stderr, /DEVICE_EXISTS/);
-      assert.equal(run('device', 'delete', 'cli-1').status, 0);
-      assert.doesNotMatch(run('device', 'list').stdout, /cli-1/);
+      assert.equal((await run('device', 'delete', 'cli-1')).status, 0);
+      assert.doesNotMatch((await run('device', 'list')).stdout, /cli-1/);
     } finally {
       await t.stop();
     }
