@@ -124,6 +124,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       work.then(() => log.enforceRetention()).catch((err) => logger.warn({ err }, 'retention run failed; it runs again next interval'));
     }, config.store.retentionIntervalMs);
     retention.unref();
+    await admin.persist();
     accepting = true;
 
     let stopping: Promise<void> | undefined;
