@@ -37,7 +37,11 @@ export interface NatsServer {
   /** Its JetStream store directory (kept across kill/start). */
   readonly storeDir: string;
   readonly pid: number | undefined;
+  /** Its server_name in a cluster (JetStream reports leaders by it). */
+  readonly name: string;
   readonly running: boolean;
+  /** The last 20 KiB of its log (stderr), for failure messages. */
+  readonly output: string;
   /** Stops it abruptly (SIGKILL) and waits until the process is gone. */
   kill(): Promise<void>;
   /** Starts it again on the same port with the same store. */
@@ -46,6 +50,7 @@ export interface NatsServer {
 
 class ServerProcess implements NatsServer {
   private child?: ChildProcess;
+  output = '';
   constructor(readonly port: number, readonly storeDir: string, private readonly args: string[], readonly name: string) {}
 
   get url(): string { return `nats://127.0.0.1:${this.port}`; }
@@ -57,21 +62,18 @@ class ServerProcess implements NatsServer {
     const child = spawn(NATS_SERVER_BIN!, this.args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     alive.add(child);
-    let output = '';
+    this.output = '';
+    child.stderr!.on('data', (d: Buffer) => { this.output = (this.output + d.toString()).slice(-20_000); });
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new Error(`${this.name} not ready after 10 s:\n${output}`)), 10_000);
+      const timer = setTimeout(() => fail(new Error(`${this.name} not ready after 10 s:\n${this.output}`)), 10_000);
       const fail = (err: Error): void => { clearTimeout(timer); reject(err); };
-      child.stderr!.on('data', (d: Buffer) => {
-        output += d.toString();
-        if (output.includes('Server is ready')) { clearTimeout(timer); resolve(); }
-      });
-      child.once('exit', (code) => fail(new Error(`${this.name} exited with ${code} before it was ready:\n${output}`)));
+      const ready = (): void => { if (this.output.includes('Server is ready')) { clearTimeout(timer); child.stderr!.off('data', ready); resolve(); } };
+      child.stderr!.on('data', ready);
+      child.once('exit', (code) => fail(new Error(`${this.name} exited with ${code} before it was ready:\n${this.output}`)));
     }).catch(async (err) => {
       await this.kill();
       throw err;
     });
-    // Keep draining stderr so the pipe never fills.
-    child.stderr!.resume();
   }
 
   async kill(): Promise<void> {
@@ -114,7 +116,10 @@ export async function startNatsServer(): Promise<NatsHandle> {
   };
 }
 
+let clusters = 0;
+
 export interface NatsCluster {
+  /** In order; server i is named `<cluster>-n<i + 1>` (the name JetStream reports as leader). */
   servers: NatsServer[];
   urls: string[];
   cleanup: () => Promise<void>;
@@ -126,6 +131,9 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   const ports: number[] = [];
   const routePorts: number[] = [];
   for (let i = 0; i < size; i++) { ports.push(await freePort()); routePorts.push(await freePort()); }
+  // Names unique to this cluster: a server of another cluster on this machine that still tries
+  // a route to a port now reused here is refused instead of joining (cluster names differ).
+  const clusterName = `fg-${process.pid}-${++clusters}`;
   const servers: ServerProcess[] = [];
   for (let i = 0; i < size; i++) {
     const dir = join(tmp.dir, `n${i + 1}`);
@@ -133,12 +141,12 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     const conf = join(dir, 'nats.conf');
     const routes = routePorts.map((p) => `nats-route://127.0.0.1:${p}`).join(', ');
     await writeFile(conf, [
-      `server_name: n${i + 1}`,
+      `server_name: ${clusterName}-n${i + 1}`,
       `listen: 127.0.0.1:${ports[i]}`,
       `jetstream { store_dir: "${join(dir, 'js')}" }`,
-      `cluster { name: fluxgate-test, listen: 127.0.0.1:${routePorts[i]}, routes: [${routes}] }`,
+      `cluster { name: ${clusterName}, listen: 127.0.0.1:${routePorts[i]}, routes: [${routes}] }`,
     ].join('\n'));
-    servers.push(new ServerProcess(ports[i]!, join(dir, 'js'), ['-c', conf], `nats-server n${i + 1} :${ports[i]}`));
+    servers.push(new ServerProcess(ports[i]!, join(dir, 'js'), ['-c', conf], `${clusterName}-n${i + 1}`));
   }
   const cleanup = async (): Promise<void> => {
     try { await Promise.all(servers.map((s) => s.kill())); } finally { await tmp.cleanup(); }

@@ -33,7 +33,9 @@ if (!NATS_SERVER_BIN) {
       const l = createJetStreamLog(opts);
       await l.open();
       return l;
-    }, { timeoutMs: 30_000, what: 'the JetStream cluster to create the stream' });
+    }, { timeoutMs: 30_000, what: 'the JetStream cluster to create the stream' }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${cluster.servers.map((s) => s.output).join('\n----\n')}`);
+    });
     const acked = new Set<string>();
     const seen = new Set<string>();
     const deliveries = new Map<string, number>();
@@ -129,8 +131,9 @@ async function killStreamLeader(cluster: NatsCluster, stream: string): Promise<s
     const jsm = await jetstreamManager(nc);
     const leader = (await jsm.streams.info(stream)).cluster?.leader;
     assert.ok(leader, 'the stream has a leader');
-    const i = Number(leader.slice(1)) - 1;
-    await cluster.servers[i]!.kill();
+    const server = cluster.servers.find((s) => s.name === leader);
+    assert.ok(server, `the leader ${leader} is one of ours`);
+    await server.kill();
     return leader;
   } finally {
     await nc.close().catch(() => undefined);
