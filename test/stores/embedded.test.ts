@@ -155,6 +155,33 @@ describe('embedded store', () => {
     }
   }));
 
+  it('a large purge runs in chunks, and a write sent during it is not held until it ends', () => withDir(async (dir) => {
+    await withStore(dir, async (s) => {
+      const points = (from: number, n: number) => Array.from({ length: n }, (_, i) => pt(T0 + from + i, i));
+      for (let b = 0; b < 3; b++) await s.writeBatch({ points: points(b * 5000, 5000), messages: [], deadLetters: [] });
+      await s.compact();
+      const msgs = Array.from({ length: 7000 }, (_, i) => ({ tenant: 'acme', project: 'plant', device: `d${i % 7}`, topic: 't', kind: 'telemetry' as const, ts: T0 + i * 3, receiveTime: T0, messageId: `m${i}`, payload: new Uint8Array([i % 256]) }));
+      await s.writeBatch({ points: points(15_000, 5000), messages: msgs, deadLetters: [] });
+      const order: string[] = [];
+      const purge = s.deleteBefore(T0 + 17_000).then((n) => { order.push('purge'); return n; });
+      const write = s.writeBatch({ points: points(100_000, 10), messages: [], deadLetters: [] }).then(() => { order.push('write'); });
+      const [removed] = await Promise.all([purge, write]);
+      assert.deepEqual(order, ['write', 'purge']);
+      // 17,000 points and the 5,667 messages with ts < T0 + 17,000 (i * 3 < 17,000).
+      assert.equal(removed, 17_000 + 5667);
+      const left = await s.range({ tenant: 'acme', device: 'd1', key: 'temp', from: T0, to: T0 + 200_000, limit: 10_000 });
+      assert.equal(left.items.length, 3000 + 10);
+      assert.equal(left.items[0].ts, T0 + 17_000);
+      let msgCount = 0;
+      for (let after: string | undefined, first = true; first || after; first = false) {
+        const page = await s.messages({ tenant: 'acme', from: T0, to: T0 + 200_000, limit: 1000, after });
+        msgCount += page.items.length;
+        after = page.next;
+      }
+      assert.equal(msgCount, 7000 - 5667);
+    });
+  }));
+
   it('the worker starts when tsx is registered at run time, as bin/fluxgate.js does', () => withDir(async (dir) => {
     const script = fileURLToPath(new URL('./fixtures/register-store.mjs', import.meta.url));
     // execArgv is empty: no --import tsx for the child or its worker to inherit.
