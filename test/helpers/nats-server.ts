@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { tempDir } from './wait.js';
@@ -19,15 +19,27 @@ export const NATS_SERVER_BIN: string | undefined = CANDIDATES.find((p) => exists
 const alive = new Set<ChildProcess>();
 process.on('exit', () => { for (const c of alive) c.kill('SIGKILL'); });
 
-/** A port nothing listens on right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A port nothing listens on right now, picked below the kernel's ephemeral range: a port from
+ * that range (what port 0 gives) can be taken by any outgoing connection — the cluster's own
+ * routes — between this check and the server binding it, or when a killed server restarts.
+ */
+export async function freePort(): Promise<number> {
+  const [ephemeralLow] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768')).trim().split(/\s+/).map(Number);
+  const low = 10_000;
+  const high = Math.max(low + 1000, (ephemeralLow ?? 32768) - 1);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low));
+    if (await canBind(port)) return port;
+  }
+  throw new Error(`no free port between ${low} and ${high}`);
+}
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 }
 
