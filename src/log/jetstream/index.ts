@@ -13,9 +13,11 @@
  * - Unreachable JetStream: appends reject at once (connection down) or after appendTimeoutMs
  *   (no answer) with LOG_UNAVAILABLE; pressure().overLimit is true while disconnected or while
  *   the consumer lag cannot be read, so sources answer "slow down"; reconnection is automatic.
- * - Offsets are stream sequences. A group is a durable pull consumer `fg_<group>`, explicit
- *   acks; commit is a confirmed ack of each record (see group.ts). A commit of records this
- *   process did not hand out (older batches, already committed) is a no-op.
+ * - Offsets are stream sequences. A group is a durable pull consumer `fg_<group>` (group name
+ *   encoded as a token), explicit acks; commit resolves once the server confirmed the batch's
+ *   acks (group.ts). A commit of records this process did not hand out (older batches,
+ *   already committed) is a no-op. A message on the log's subjects that is not a Fluxgate
+ *   envelope is terminated and logged, never handed out.
  * - Order per device holds while a group has one reader: reads are serialised per group, a
  *   process that takes a group over re-reads its uncommitted records first (group.ts), and
  *   redelivery after ackWaitMs (a reader stuck that long) is at least once, not in order.
