@@ -19,7 +19,10 @@
  * Commit resolves only once the server confirmed the batch's acks (the last is a request, see
  * commit()). Plain acks alone are fire-and-forget: ones lost in a disconnect would make the
  * group process those records again after a restart, so commit() would promise nothing. A
- * commit costs one round trip whatever its size.
+ * commit costs one round trip whatever its size. "Confirmed" is the server's word that it
+ * applied the acks; nats-server writes consumer state to disk a moment later, so a server
+ * killed right after a commit may deliver the last committed records again (at least once,
+ * test/log/jetstream.test.ts) — never fewer.
  */
 import { AckPolicy, DeliverPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
 import { createInbox, nanos, type Msg, type NatsConnection } from '@nats-io/transport-node';
