@@ -124,6 +124,15 @@ if (!NATS_SERVER_BIN) {
       assert.equal((await log.read('g', 10, 200)).records.length, 0);
     }));
 
+    it('jetstream - before any group exists every record counts as lag, as in the WAL', () => withLog({ maxLagRecords: 5 }, async (h) => {
+      await h.log.append(Array.from({ length: 5 }, (_, i) => testEnvelope(i)));
+      await waitFor(() => h.log.pressure().lagRecords === 5, { what: 'lag 5 with no group' });
+      assert.equal(h.log.pressure().overLimit, true);
+      await h.log.commit('g', { records: await readRecords(h.log, 'g', 5) });
+      await waitFor(() => h.log.pressure().lagRecords === 0, { what: 'lag 0 once the group committed' });
+      assert.equal(h.log.pressure().overLimit, false);
+    }));
+
     it('jetstream - two nodes open the same stream at once and share it', () => withLog({}, async (h) => {
       const stream = uniqueStream();
       const opts = { ...h.opts, stream };

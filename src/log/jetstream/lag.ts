@@ -3,7 +3,8 @@
  * network, so the lag is refreshed in the background (one consumer list of the stream per
  * refresh, at most every `refreshMs`, sooner after an append or a commit asks for it). The
  * lag of a group is num_pending (not yet delivered) + num_ack_pending (delivered, not
- * committed); the log's lag is that of the slowest Fluxgate group on the stream, on any node.
+ * committed); the log's lag is that of the slowest Fluxgate group on the stream, on any node,
+ * or every record in the stream while no group exists yet (processing never started).
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
@@ -64,12 +65,16 @@ export class LagMonitor {
   private async refresh(): Promise<void> {
     try {
       let max = 0;
+      let groups = 0;
       for await (const c of this.jsm.consumers.list(this.stream)) {
         if (!c.name.startsWith(this.consumerPrefix)) continue;
+        groups++;
         const lag = c.num_pending + c.num_ack_pending;
         if (lag > max) max = lag;
         this.metrics?.consumerLag.set({ group: c.name.slice(this.consumerPrefix.length) }, lag);
       }
+      // As in the WAL: before any group exists, nothing is processed, so every record counts.
+      if (groups === 0) max = (await this.jsm.streams.info(this.stream)).state.messages;
       this.lagRecords = max;
       if (!this.healthy) this.logger?.info({ stream: this.stream }, 'log consumer lag readable again');
       this.healthy = true;
