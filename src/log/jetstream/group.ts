@@ -205,7 +205,11 @@ export class GroupReader {
       this.cancels.add(cancel);
       const req: Record<string, unknown> = { batch, no_wait: true };
       if (waitMs > 0) req.expires = nanos(waitMs);
-      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, JSON.stringify(req), { reply: inbox });
+      try {
+        this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`, JSON.stringify(req), { reply: inbox });
+      } catch (err) {
+        finish(err as Error);
+      }
     });
   }
 }
