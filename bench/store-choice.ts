@@ -200,7 +200,12 @@ async function benchSqlite(dir: string, layout: 'direct' | 'staged'): Promise<Re
 }
 
 async function benchDuckdb(dir: string): Promise<Result> {
-  const { DuckDBInstance } = await import('@duckdb/node-api');
+  // DuckDB is not a dependency (the choice fell on SQLite, and its lock entries break `npm ci`):
+  // install it for this comparison with `npm install --no-save @duckdb/node-api`.
+  const duckdbModule: string = '@duckdb/node-api';
+  const { DuckDBInstance } = await import(duckdbModule).catch(() => {
+    throw new Error('DuckDB is not installed: run `npm install --no-save @duckdb/node-api` to include it in this comparison');
+  });
   const inst = await DuckDBInstance.create(join(dir, 'store.duckdb'));
   const c = await inst.connect();
   await c.run(`
