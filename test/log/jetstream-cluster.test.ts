@@ -108,6 +108,35 @@ if (!NATS_SERVER_BIN) {
       await log.close();
     }
   });
+
+  it('jetstream cluster - R3 without a quorum: appends reject within the timeout and overLimit is set; with the quorum back they succeed by themselves', async () => {
+    for (const s of cluster.servers) if (!s.running) await s.start();
+    const opts = { servers: cluster.urls, stream: 'R3QUORUM', replicas: 3, maxLagRecords: 1e9, retentionHours: 0, retentionBytes: 0, appendTimeoutMs: 2000, requestTimeoutMs: 2000 };
+    const log: Log = await waitFor(async () => {
+      const l = createJetStreamLog(opts);
+      await l.open();
+      return l;
+    }, { timeoutMs: 30_000, what: 'the JetStream cluster to create the stream' });
+    try {
+      await waitFor(async () => { await log.append([testEnvelope(1)]); return true; }, { timeoutMs: 30_000, what: 'the first append' });
+      const [a, b] = cluster.servers;
+      await Promise.all([a!.kill(), b!.kill()]);
+      await waitFor(() => log.pressure().overLimit, { timeoutMs: 20_000, what: 'overLimit without a quorum' });
+      const started = Date.now();
+      await assert.rejects(log.append([testEnvelope(2)]), (err: { code?: string }) => err.code === 'LOG_UNAVAILABLE');
+      assert.ok(Date.now() - started < 3000, `rejected after ${Date.now() - started} ms`);
+      await a!.start();
+      // A source retries the same message until the log takes it; de-duplication keeps it single.
+      await waitFor(async () => {
+        try { await log.append([testEnvelope(2)]); return true; } catch { await delay(100); return false; }
+      }, { timeoutMs: 60_000, intervalMs: 0, what: 'an append with the quorum back' });
+      await waitFor(() => !log.pressure().overLimit, { timeoutMs: 20_000, what: 'overLimit cleared' });
+      const got = await readRetrying(log, 'g', 2);
+      assert.deepEqual(got.map((r) => r.envelope.messageId), ['m-1', 'm-2']);
+    } finally {
+      await log.close();
+    }
+  });
 }
 
 /** Reads `count` records of a group, retrying a read that fails (as the processing pipeline does). */
