@@ -133,6 +133,15 @@ if (!NATS_SERVER_BIN) {
       assert.equal(h.log.pressure().overLimit, false);
     }));
 
+    it('jetstream - appends in flight when close is called are acknowledged; reopen keeps them', () => withLog({}, async (h) => {
+      const appends = Array.from({ length: 50 }, (_, i) => h.log.append([testEnvelope(i)]));
+      const closed = h.log.close();
+      await Promise.all(appends);
+      await closed;
+      const log = await h.reopen();
+      assert.deepEqual((await readRecords(log, 'g', 50)).map((r) => r.envelope.messageId), ids(50));
+    }));
+
     it('jetstream - two nodes open the same stream at once and share it', () => withLog({}, async (h) => {
       const stream = uniqueStream();
       const opts = { ...h.opts, stream };
