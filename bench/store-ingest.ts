@@ -2,7 +2,8 @@
  * @module Embedded store ingest through its real Store API (worker thread included): batches
  * of 5,000 points from 1,000 devices × 3 keys, one message per device every 30 s, optionally
  * with the raw message archived too. Prints sustained rows/s (and per CPU-second, steadier on
- * a shared machine), writeBatch latency, latest() latency for a reader polling during ingest,
+ * a shared machine), writeBatch latency, latest() and range() latency for a dashboard polling
+ * during ingest,
  * the main thread's event-loop delay, and read times on the full store. Bounded by --rows and
  * --seconds.
  *
@@ -78,13 +79,18 @@ try {
   const cpu0 = process.cpuUsage();
   const gen = batches();
   let done = false;
-  // A dashboard reading one device's latest state every 50 ms while ingest runs.
+  // A dashboard polling one device every 50 ms while ingest runs: its latest state (answered by
+  // the writer) and its last 100 points (answered by the read connection).
   const readLatencies: number[] = [];
+  const rangeLatencies: number[] = [];
   const reader = (async () => {
     while (!done) {
-      const t = performance.now();
+      let t = performance.now();
       await store.latest('acme', 'dev-42');
       readLatencies.push(performance.now() - t);
+      t = performance.now();
+      await store.range({ tenant: 'acme', device: 'dev-42', key: 'voltage', from: T0, to: T0 + 86_400_000 * 365, limit: 100 });
+      rangeLatencies.push(performance.now() - t);
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
@@ -106,6 +112,7 @@ try {
   const cpu = process.cpuUsage(cpu0);
   await reader;
   readLatencies.sort((a, b) => a - b);
+  rangeLatencies.sort((a, b) => a - b);
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   loop.disable();
   const seconds = (end - start) / 1000;
@@ -126,13 +133,14 @@ try {
     cpuSeconds: +cpuSeconds.toFixed(2), rowsPerCpuSecond: Math.round(rows / cpuSeconds), loadAverage: loadavg()[0].toFixed(2),
     writeBatchMs: { p50: +pct(latencies, 0.5).toFixed(2), p99: +pct(latencies, 0.99).toFixed(2), max: +(latencies.at(-1) ?? NaN).toFixed(2) },
     latestDuringIngestMs: { reads: readLatencies.length, p50: +pct(readLatencies, 0.5).toFixed(2), p99: +pct(readLatencies, 0.99).toFixed(2), max: +(readLatencies.at(-1) ?? NaN).toFixed(2) },
+    rangeDuringIngestMs: { reads: rangeLatencies.length, p50: +pct(rangeLatencies, 0.5).toFixed(2), p99: +pct(rangeLatencies, 0.99).toFixed(2), max: +(rangeLatencies.at(-1) ?? NaN).toFixed(2) },
     mainLoopDelayMs: { p99: +(loop.percentile(99) / 1e6).toFixed(2), max: +(loop.max / 1e6).toFixed(2) },
     reads: { latestMs: +latestMs.toFixed(3), dayOf1MinAvgMs: +aggMs.toFixed(2), buckets: day.length, rangePage1000Ms: +rangeMs.toFixed(2), rangeItems: page.items.length, finalCompactRows: compacted, finalCompactMs: +compactMs.toFixed(1), dayOf1MinAvgAfterCompactMs: +aggAfterMs.toFixed(2) },
   };
   console.log(JSON.stringify(result, null, 2));
-  console.log(`\n| batch | in flight | archive | rows | rows/s (overall) | rows/s (last fifth) | rows per CPU-second | writeBatch p50 / p99 / max ms | latest() during ingest p50 / p99 / max ms | main event-loop delay p99 / max ms | load avg |`);
-  console.log(`|---|---|---|---|---|---|---|---|---|---|---|`);
-  console.log(`| ${BATCH} | ${INFLIGHT} | ${args.messages ? `yes (${messages.toLocaleString('en')} msgs)` : 'no'} | ${rows.toLocaleString('en')} | ${result.rowsPerSec.toLocaleString('en')} | ${result.lastFifthRowsPerSec.toLocaleString('en')} | ${result.rowsPerCpuSecond.toLocaleString('en')} | ${result.writeBatchMs.p50} / ${result.writeBatchMs.p99} / ${result.writeBatchMs.max} | ${result.latestDuringIngestMs.p50} / ${result.latestDuringIngestMs.p99} / ${result.latestDuringIngestMs.max} | ${result.mainLoopDelayMs.p99} / ${result.mainLoopDelayMs.max} | ${result.loadAverage} |`);
+  console.log(`\n| batch | in flight | archive | rows | rows/s (overall) | rows/s (last fifth) | rows per CPU-second | writeBatch p50 / p99 / max ms | latest() during ingest p50 / p99 / max ms | range() during ingest p50 / p99 / max ms | main event-loop delay p99 / max ms | load avg |`);
+  console.log(`|---|---|---|---|---|---|---|---|---|---|---|---|`);
+  console.log(`| ${BATCH} | ${INFLIGHT} | ${args.messages ? `yes (${messages.toLocaleString('en')} msgs)` : 'no'} | ${rows.toLocaleString('en')} | ${result.rowsPerSec.toLocaleString('en')} | ${result.lastFifthRowsPerSec.toLocaleString('en')} | ${result.rowsPerCpuSecond.toLocaleString('en')} | ${result.writeBatchMs.p50} / ${result.writeBatchMs.p99} / ${result.writeBatchMs.max} | ${result.latestDuringIngestMs.p50} / ${result.latestDuringIngestMs.p99} / ${result.latestDuringIngestMs.max} | ${result.rangeDuringIngestMs.p50} / ${result.rangeDuringIngestMs.p99} / ${result.rangeDuringIngestMs.max} | ${result.mainLoopDelayMs.p99} / ${result.mainLoopDelayMs.max} | ${result.loadAverage} |`);
 } finally {
   await store.close();
   rmSync(dir, { recursive: true, force: true });

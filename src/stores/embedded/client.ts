@@ -1,9 +1,12 @@
 /**
  * @module The embedded store as the main thread sees it: a `Store` whose every call is a
- * message to the worker thread that owns SQLite, so the event loop never waits on the disk.
- * Calls are answered in the order the worker handled them; errors keep their FluxgateError
- * code across the boundary. `close()` waits for calls in flight, then closes the database and
- * lets the worker exit; calls after it (or before `open()`) reject with STORE_UNAVAILABLE.
+ * message to a worker thread that owns a SQLite connection, so the event loop never waits on
+ * the disk. Two workers: the writer (writes, compaction, retention, registry changes) and a
+ * reader (latest state, history, archive, dead letters, registry lookups) whose own
+ * connection reads the last commit without waiting behind writes or compaction. Each worker answers in the order
+ * it received; errors keep their FluxgateError code across the boundary. `close()` waits for
+ * calls in flight, closes both connections and lets the workers exit; calls after it (or
+ * before `open()`) reject with STORE_UNAVAILABLE.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,8 +38,15 @@ function workerEntry(): { url: URL; entry?: string } {
   return { url: new URL('./worker-bootstrap.mjs', import.meta.url), entry: new URL('./worker.ts', import.meta.url).href };
 }
 
+/** Calls a read connection can answer: they never wait behind writes or compaction. */
+const READS: ReadonlySet<Op> = new Set<Op>(['latest', 'range', 'aggregate', 'messages', 'deadLetters', 'getDevice', 'listDevices', 'findDeviceByTokenHash']);
+
+type Role = 'writer' | 'reader';
+
 export class EmbeddedStore implements Store {
-  private worker: Worker | undefined;
+  private readonly workers = new Map<Role, Worker>();
+  /** Workers told to close: their exit is expected. */
+  private readonly released = new Set<Worker>();
   private state: 'new' | 'open' | 'closing' | 'closed' | 'failed' = 'new';
   private failure = '';
   private nextId = 1;
@@ -52,6 +62,7 @@ export class EmbeddedStore implements Store {
     }));
   }
 
+  /** Starts the writer (which creates and migrates the file), then the read connection's worker. */
   async open(): Promise<void> {
     if (this.state === 'open') return;
     if (this.state !== 'new') throw new FluxgateError('STORE_UNAVAILABLE', `embedded store cannot reopen once ${this.state}; create a new one`);
@@ -60,37 +71,16 @@ export class EmbeddedStore implements Store {
     } catch (err) {
       throw new FluxgateError('DATA_DIR_UNUSABLE', `cannot create store directory ${this.opts.dir}: ${(err as Error).message}`, { cause: err });
     }
-    const { url, entry } = workerEntry();
-    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry } });
-    this.worker = worker;
-    await new Promise<void>((resolve, reject) => {
-      const early = (err: unknown) => { this.state = 'failed'; reject(err); };
-      worker.once('error', early);
-      worker.once('exit', (code) => early(new FluxgateError('STORE_UNAVAILABLE', `embedded store worker exited during open (code ${code})`)));
-      worker.on('message', (m: Response | WorkerEvent) => {
-        if ('event' in m) {
-          if (m.event === 'ready') {
-            worker.removeAllListeners('error').removeAllListeners('exit');
-            this.watch(worker);
-            this.state = 'open';
-            resolve();
-          } else if (m.event === 'open-failed') {
-            early(new FluxgateError('STORE_UNAVAILABLE', `embedded store cannot open ${this.opts.dir}: ${m.error.message}`, { cause: fromWireError(m.error) }));
-          } else if (m.event === 'compacted') {
-            this.compaction?.observe(m.seconds);
-            this.opts.logger?.debug({ rows: m.rows, seconds: m.seconds }, 'embedded store compacted staged points');
-          } else {
-            this.opts.logger?.warn({ err: m.error }, 'embedded store compaction failed; points stay staged and it retries');
-          }
-          return;
-        }
-        const p = this.pending.get(m.id);
-        if (!p) return;
-        this.pending.delete(m.id);
-        if (m.ok) p.resolve(m.value);
-        else p.reject(fromWireError(m.error));
-      });
-    });
+    try {
+      for (const role of ['writer', 'reader'] as const) this.workers.set(role, await this.start(role));
+    } catch (err) {
+      this.state = 'failed';
+      this.failure = (err as Error).message;
+      await Promise.all([...this.workers.values()].map((w) => w.terminate()));
+      throw err;
+    }
+    for (const w of this.workers.values()) this.watch(w);
+    this.state = 'open';
   }
 
   async close(): Promise<void> {
@@ -99,11 +89,13 @@ export class EmbeddedStore implements Store {
       return;
     }
     this.state = 'closing';
-    const worker = this.worker!;
-    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-    // The worker answers in order, so 'close' is handled after every call already sent.
-    await this.send('close', [], true);
-    await exited;
+    // Each worker answers in order, so 'close' is handled after every call already sent to it.
+    await Promise.all([...this.workers].map(async ([role, worker]) => {
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      this.released.add(worker);
+      await this.send('close', [], true, undefined, role);
+      await exited;
+    }));
     this.state = 'closed';
   }
 
@@ -115,7 +107,7 @@ export class EmbeddedStore implements Store {
   async writeBatch(batch: WriteBatch): Promise<void> {
     const started = performance.now();
     const { wire, transfer } = encodeBatch(batch);
-    await this.send('writeBatch', [wire], false, transfer);
+    await this.send('writeBatch', [wire], false, transfer, 'writer');
     const m = this.opts.metrics;
     if (m) {
       m.storeWriteSeconds.observe((performance.now() - started) / 1000);
@@ -146,26 +138,58 @@ export class EmbeddedStore implements Store {
     return this.send(op, args, false) as Promise<T>;
   }
 
-  private send(op: Op, args: unknown[], closing: boolean, transfer?: ArrayBuffer[]): Promise<unknown> {
+  private send(op: Op, args: unknown[], closing: boolean, transfer?: ArrayBuffer[], role: Role = READS.has(op) ? 'reader' : 'writer'): Promise<unknown> {
     if (this.state !== 'open' && !(closing && this.state === 'closing')) {
       return Promise.reject(new FluxgateError('STORE_UNAVAILABLE', this.state === 'failed' ? `embedded store failed: ${this.failure}` : `embedded store is ${this.state === 'new' ? 'not open' : this.state}`));
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker!.postMessage({ id, op, args }, transfer);
+      this.workers.get(role)!.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  private start(role: Role): Promise<Worker> {
+    const { url, entry } = workerEntry();
+    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry, role } });
+    return new Promise<Worker>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store ${role} exited during open (code ${code})`)));
+      worker.on('message', (m: Response | WorkerEvent) => {
+        if ('event' in m) {
+          if (m.event === 'ready') {
+            worker.removeAllListeners('error').removeAllListeners('exit');
+            resolve(worker);
+          } else if (m.event === 'open-failed') {
+            reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store cannot open ${this.opts.dir}: ${m.error.message}`, { cause: fromWireError(m.error) }));
+          } else if (m.event === 'compacted') {
+            this.compaction?.observe(m.seconds);
+            this.opts.logger?.debug({ rows: m.rows, seconds: m.seconds }, 'embedded store compacted staged rows');
+          } else {
+            this.opts.logger?.warn({ err: m.error }, 'embedded store compaction failed; rows stay staged and it retries');
+          }
+          return;
+        }
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.ok) p.resolve(m.value);
+        else p.reject(fromWireError(m.error));
+      });
     });
   }
 
   /** A worker that dies fails every call in flight and every later one; /readyz shows why. */
   private watch(worker: Worker): void {
     const fail = (reason: string) => {
-      if (this.state === 'closed' || (this.state === 'closing' && this.pending.size === 0)) return;
+      if (this.released.has(worker) || this.state === 'failed') return;
       this.state = 'failed';
       this.failure = reason;
       this.opts.logger?.error({ reason }, 'embedded store worker stopped');
       for (const p of this.pending.values()) p.reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store failed: ${reason}`));
       this.pending.clear();
+      // The other worker would hold the file open for nothing.
+      for (const w of this.workers.values()) if (w !== worker) void w.terminate();
     };
     worker.on('error', (err) => fail(err.message));
     worker.on('exit', (code) => fail(`worker exited with code ${code}`));

@@ -15,20 +15,28 @@ import { COMPACT_ROWS, Writer } from './write.js';
 
 export class Engine {
   readonly db: Db;
-  readonly writer: Writer;
+  private readonly writerPart: Writer | undefined;
   private readonly reader: Reader;
   private readonly archive: Archive;
   private readonly registry: Registry;
-  private readonly retention: Retention;
+  private readonly retention: Retention | undefined;
 
-  constructor(file: string) {
-    this.db = openDatabase(file);
+  /** A read-only engine (the store's reader worker) refuses writes. */
+  constructor(file: string, opts: { readonly?: boolean } = {}) {
+    this.db = openDatabase(file, opts);
     const names = new Names(this.db);
-    this.writer = new Writer(this.db, names);
-    this.reader = new Reader(this.db, names, this.writer.pending);
+    if (!opts.readonly) {
+      this.writerPart = new Writer(this.db, names);
+      this.retention = new Retention(this.db, names, this.writerPart);
+    }
+    this.reader = new Reader(this.db, names);
     this.archive = new Archive(this.db, names);
     this.registry = new Registry(this.db);
-    this.retention = new Retention(this.db, names, this.writer);
+  }
+
+  get writer(): Writer {
+    if (!this.writerPart) throw new Error('embedded store: this engine is read-only');
+    return this.writerPart;
   }
 
   /** Runs one operation; deleteBefore returns a generator the caller steps chunk by chunk. */
@@ -43,7 +51,7 @@ export class Engine {
       case 'messages': return this.archive.messages(a[0]);
       case 'deadLetters': return this.archive.deadLetters(a[0], a[1], a[2]);
       case 'deleteDeadLetters': return this.archive.deleteDeadLetters(a[0], a[1]);
-      case 'deleteBefore': return this.retention.deleteBefore(a[0], a[1]);
+      case 'deleteBefore': return this.retention!.deleteBefore(a[0], a[1]);
       case 'createDevice': return this.registry.createDevice(a[0]);
       case 'getDevice': return this.registry.getDevice(a[0], a[1]);
       case 'listDevices': return this.registry.listDevices(a[0], a[1], a[2]);
@@ -56,15 +64,15 @@ export class Engine {
   }
   /* eslint-enable @typescript-eslint/no-explicit-any */
 
-  /** True when enough points are staged that a compaction pays for itself. */
+  /** True when enough rows are staged that a compaction pays for itself. */
   shouldCompact(): boolean {
     return this.writer.stagedRows >= COMPACT_ROWS;
   }
 
   close(): void {
     if (!this.db.open) return;
-    // Staged points stay staged (they are durable); the checkpoint leaves a small WAL behind.
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    // Staged rows stay staged (they are durable); the checkpoint leaves a small WAL behind.
+    if (!this.db.readonly) this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }
 }

@@ -3,7 +3,8 @@
  * `points_recent` as soon as writeBatch commits; the newest value per series since the last
  * compaction is kept here and written to `latest` by the compaction, in the same transaction
  * that moves the points. Upserting `latest` per batch cost as much as writing the points.
- * Reads merge table and pending; after a crash the pending set is rebuilt from points_recent.
+ * Reads (./read.ts) merge the table with the newest staged points, so they need nothing from
+ * this thread; after a crash the pending set is rebuilt from points_recent.
  *
  * Last write wins by device time; at equal device time the larger message id wins, so the
  * outcome is the same whatever the arrival order, and a replay changes nothing.
@@ -34,10 +35,6 @@ export class PendingLatest {
       cur.messageId = messageId;
       cur.v = v;
     }
-  }
-
-  device(deviceId: number): Map<number, LatestEntry> | undefined {
-    return this.byDevice.get(deviceId);
   }
 
   get size(): number {

@@ -13,7 +13,7 @@
 import { FluxgateError } from '../../core/errors.js';
 import type { AggregateQuery, Bucket, LatestValue, Page, RangeQuery, TelemetryPoint } from '../store.js';
 import { decodeCursor, decodeValue, encodeCursor } from './codec.js';
-import { wins, type PendingLatest } from './latest.js';
+import { wins } from './latest.js';
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
 
@@ -26,12 +26,22 @@ const SERIES_SQL = (table: string) => `SELECT ts, message_id, project_id, v FROM
 
 export class Reader {
   private readonly latestStmt;
+  private readonly stagedNewestStmt;
   private readonly keysStmt;
   private readonly seriesStmt;
   private readonly bucketStmt;
 
-  constructor(db: Db, private readonly names: Names, private readonly pending: PendingLatest) {
+  /** Reads made of several statements run in one read transaction: one snapshot, even while the writer commits. */
+  readonly latest: (tenant: string, device: string) => LatestValue[];
+  readonly range: (q: RangeQuery) => Page<TelemetryPoint>;
+
+  constructor(db: Db, private readonly names: Names) {
+    this.latest = db.transaction((tenant: string, device: string) => this.latestIn(tenant, device));
+    this.range = db.transaction((q: RangeQuery) => this.rangeIn(q));
     this.latestStmt = db.prepare('SELECT key_id, ts, message_id, v FROM latest WHERE tenant_id = ? AND device_id = ?');
+    // Newest first, in primary-key order backwards: the first row met per key is its newest.
+    this.stagedNewestStmt = db.prepare(`SELECT key_id, ts, message_id, v FROM points_recent
+      WHERE tenant_id = ? AND ts >= ? AND device_id = ? ORDER BY ts DESC, device_id DESC, key_id DESC, message_id DESC`);
     this.keysStmt = db.prepare('SELECT key_id FROM latest WHERE tenant_id = ? AND device_id = ?').pluck();
     // A staged point already compacted into `points` is skipped, so a replay shows once.
     this.seriesStmt = db.prepare(`${SERIES_SQL('points')}
@@ -49,31 +59,40 @@ export class Reader {
       GROUP BY b ORDER BY b`);
   }
 
-  latest(tenant: string, device: string): LatestValue[] {
+  private latestIn(tenant: string, device: string): LatestValue[] {
     const ids = this.device(tenant, device);
     if (!ids) return [];
     const byKey = new Map<number, { ts: number; messageId: string; v: unknown }>();
+    let oldest = Infinity;
     for (const r of this.latestStmt.all(ids.tenantId, ids.deviceId) as Array<{ key_id: number; ts: number; message_id: string; v: unknown }>) {
       byKey.set(r.key_id, { ts: r.ts, messageId: r.message_id, v: r.v });
+      oldest = Math.min(oldest, r.ts);
     }
-    // Values written since the last compaction are not in the table yet.
-    for (const [keyId, e] of this.pending.device(ids.deviceId) ?? []) {
-      const cur = byKey.get(keyId);
-      if (!cur || wins(e.ts, e.messageId, cur.ts, cur.messageId)) byKey.set(keyId, e);
+    // Points staged since the last compaction may be newer than the table. A device that
+    // reports stops the scan within its last report; older than every table value cannot win.
+    const seen = new Set<number>();
+    if (byKey.size > 0) {
+      for (const r of this.stagedNewestStmt.iterate(ids.tenantId, oldest, ids.deviceId) as IterableIterator<{ key_id: number; ts: number; message_id: string; v: unknown }>) {
+        if (seen.has(r.key_id)) continue;
+        seen.add(r.key_id);
+        const cur = byKey.get(r.key_id);
+        if (!cur || wins(r.ts, r.message_id, cur.ts, cur.messageId)) byKey.set(r.key_id, { ts: r.ts, messageId: r.message_id, v: r.v });
+        if (seen.size === byKey.size) break;
+      }
     }
     return [...byKey].map(([keyId, r]) => ({ key: this.names.name(keyId), value: decodeValue(r.v), ts: r.ts }))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
-  range(q: RangeQuery): Page<TelemetryPoint> {
+  private rangeIn(q: RangeQuery): Page<TelemetryPoint> {
     const limit = checkLimit(q.limit);
     const [cts, ckey, cmsg] = q.after === undefined ? [q.from, '', ''] : decodeCursor(q.after, 'nss') as [number, string, string];
     const ids = this.device(q.tenant, q.device);
     if (!ids) return { items: [] };
     const first = q.after === undefined;
+    // `latest` has a row for every series as soon as its first point is committed (./write.ts).
     const keys = q.key === undefined
-      ? [...new Set([...this.keysStmt.all(ids.tenantId, ids.deviceId) as number[], ...(this.pending.device(ids.deviceId)?.keys() ?? [])])]
-        .map((id) => ({ id, name: this.names.name(id) }))
+      ? (this.keysStmt.all(ids.tenantId, ids.deviceId) as number[]).map((id) => ({ id, name: this.names.name(id) }))
       : [{ id: this.names.find(NameKind.key, ids.tenantId, q.key), name: q.key }];
     // One ordered query per key, merged by (ts, key, message id): each uses the primary key.
     const merged: Array<TelemetryPoint> = [];

@@ -79,21 +79,28 @@ const MIGRATIONS: string[] = [
   `,
 ];
 
-/** Opens (creating if needed) the store file and migrates it to the current schema. */
-export function openDatabase(file: string): Db {
-  const db = new Database(file);
+/**
+ * Opens (creating if needed) the store file and migrates it to the current schema; with
+ * `readonly`, opens a reading connection to a file the writer has already migrated.
+ */
+export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Db {
+  const db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
   try {
-    // page_size only takes effect before the first table exists; harmless afterwards.
-    db.pragma('page_size = 8192');
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = NORMAL');
     db.pragma('cache_size = -262144'); // 256 MiB at most; a ceiling, not an allocation
     db.pragma('temp_store = MEMORY');
-    db.pragma('wal_autocheckpoint = 4000'); // pages (32 MiB): fewer, larger checkpoints
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       throw new Error(`store file ${file} has schema version ${version}, newer than this program's ${MIGRATIONS.length}`);
     }
+    if (opts.readonly) {
+      if (version !== MIGRATIONS.length) throw new Error(`store file ${file} is at schema version ${version}; the writer migrates it first`);
+      return db;
+    }
+    // page_size only takes effect before the first table exists; harmless afterwards.
+    db.pragma('page_size = 8192');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('wal_autocheckpoint = 4000'); // pages (32 MiB): fewer, larger checkpoints
     for (let v = version; v < MIGRATIONS.length; v++) {
       db.transaction(() => {
         db.exec(MIGRATIONS[v]);

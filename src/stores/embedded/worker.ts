@@ -1,8 +1,9 @@
 /**
- * @module The embedded store's worker thread: owns the SQLite engine, answers requests one at
- * a time in arrival order (so a device's writes keep their order), and compacts staged
- * points when enough have gathered or writes pause. Retention runs chunk by chunk with the
- * event loop free in between, so requests that arrive meanwhile run between its chunks.
+ * @module A worker thread of the embedded store, as writer or reader (workerData.role). Each
+ * owns one SQLite connection and answers requests one at a time in arrival order (so a
+ * device's writes keep their order). The writer also compacts staged rows when enough have
+ * gathered or writes pause, and runs retention chunk by chunk with the event loop free in
+ * between, so requests that arrive meanwhile run between its chunks.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine.js';
@@ -14,11 +15,11 @@ const MAX_STAGE_MS = 10_000;
 
 if (!parentPort) throw new Error('embedded store worker must run in a worker thread');
 const port = parentPort;
-const { file } = workerData as { file: string };
+const { file, role } = workerData as { file: string; role: 'writer' | 'reader' };
 
 function openEngine(): Engine | undefined {
   try {
-    return new Engine(file);
+    return new Engine(file, { readonly: role === 'reader' });
   } catch (err) {
     // Reported as a message so open() rejects with the reason; the thread then ends quietly.
     port.postMessage({ event: 'open-failed', error: toWireError(err) } satisfies WorkerEvent);
@@ -50,11 +51,12 @@ function serve(engine: Engine): void {
     lastCompact = Date.now();
   }
 
-  const timer = setInterval(() => {
+  // Only the writer compacts; the reader just answers reads.
+  const timer = role === 'writer' ? setInterval(() => {
     if (closed || engine.writer.stagedRows === 0) return;
     const now = Date.now();
     if (now - lastWrite >= IDLE_COMPACT_MS || now - lastCompact >= MAX_STAGE_MS) compact();
-  }, IDLE_COMPACT_MS / 2);
+  }, IDLE_COMPACT_MS / 2) : undefined;
 
   function post(m: Response | WorkerEvent): void {
     port.postMessage(m);

@@ -27,6 +27,9 @@ export class Writer {
   private readonly insertPoint;
   private readonly upsertLatestMany;
   private readonly upsertLatestOne;
+  private readonly insertSeries;
+  /** Series known to have a `latest` row: device id → key ids. */
+  private readonly knownSeries = new Map<number, Set<number>>();
   private readonly insertMessage;
   private readonly insertDeadLetter;
   private readonly pointParams: unknown[] = new Array(ROWS_PER_STATEMENT * POINT_COLS);
@@ -45,6 +48,7 @@ export class Writer {
       WHERE excluded.ts > latest.ts OR (excluded.ts = latest.ts AND excluded.message_id > latest.message_id)`);
     this.upsertLatestMany = upsertLatest(ROWS_PER_STATEMENT);
     this.upsertLatestOne = upsertLatest(1);
+    this.insertSeries = db.prepare('INSERT OR IGNORE INTO latest (tenant_id, device_id, key_id, ts, message_id, v) VALUES (?, ?, ?, ?, ?, ?)');
     this.insertMessage = db.prepare(`INSERT OR IGNORE INTO messages_recent
       (tenant_id, device_id, message_id, project_id, topic, kind, ts, receive_time, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.insertDeadLetter = db.prepare(`INSERT OR IGNORE INTO dead_letters
@@ -127,6 +131,19 @@ export class Writer {
       const o = r * POINT_COLS;
       staged += this.insertPoint.run(p.slice(o, o + POINT_COLS)).changes;
     }
+    // A new series gets its `latest` row now (compaction refines it), so that `latest` always
+    // lists every series of a device, for the reader connection, which has no pending state.
+    const newSeries: Array<[number, number]> = [];
+    for (let i = 0; i < n; i++) {
+      const r = i * 4;
+      const tenantId = tenantIds[refs[r]];
+      const ids = perTenant.get(tenantId)!;
+      const deviceId = ids.device[refs[r + 2]];
+      const keyId = ids.key[refs[r + 3]];
+      if (this.knownSeries.get(deviceId)?.has(keyId)) continue;
+      this.insertSeries.run(tenantId, deviceId, keyId, ts[i], messageIds[i], values[i]);
+      newSeries.push([deviceId, keyId]);
+    }
     const { messages, deadLetters } = decodeRecords(batch);
     for (const m of messages) {
       const tenantId = names.intern(NameKind.tenant, 0, m.tenant);
@@ -141,6 +158,11 @@ export class Writer {
     // Pending latest state and counters change only once the points are committed.
     return () => {
       this.stagedRows += staged;
+      for (const [deviceId, keyId] of newSeries) {
+        let keys = this.knownSeries.get(deviceId);
+        if (!keys) this.knownSeries.set(deviceId, keys = new Set());
+        keys.add(keyId);
+      }
       for (let i = 0; i < n; i++) {
         const r = i * 4;
         const tenantId = tenantIds[refs[r]];
