@@ -15,6 +15,7 @@ import { Metrics } from './observability/metrics.js';
 import type { Log } from './log/log.js';
 import type { Store } from './stores/store.js';
 import { createFileLog } from './log/wal/index.js';
+import { createJetStreamLog } from './log/jetstream/index.js';
 import { createEmbeddedStore } from './stores/embedded/index.js';
 import { DeviceAuth } from './registry/device-auth.js';
 import { resolveAdminKey } from './registry/admin-key.js';
@@ -44,7 +45,10 @@ function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Lo
   if (config.log.backend === 'file') {
     return createFileLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
   }
-  throw new FluxgateError('CONFIG_INVALID', `log.backend ${JSON.stringify(config.log.backend)} (--log, FLUXGATE_LOG) is not available in this build: use "file" (the JetStream log comes with cluster mode)`);
+  if (/^nats:\/\//.test(config.log.backend)) {
+    return createJetStreamLog({ servers: config.log.backend.split(','), replicas: config.log.replicas, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
+  }
+  throw new FluxgateError('CONFIG_INVALID', `log.backend ${JSON.stringify(config.log.backend)} (--log, FLUXGATE_LOG) is not understood: use "file" or nats://HOST:PORT`);
 }
 
 function createStore(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Store {

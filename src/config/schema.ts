@@ -45,10 +45,11 @@ export const ConfigSchema = Type.Object({
     port: port(5683, 'CoAP UDP port; 0 picks any free port.', { env: 'FLUXGATE_COAP_PORT', flag: 'coap-port' }),
   }, { default: {} }),
   log: Type.Object({
-    backend: Type.String({ default: 'file', description: '"file" for the embedded write-ahead log in <dataDir>/log, or nats://HOST:PORT for JetStream.', env: 'FLUXGATE_LOG', flag: 'log' }),
+    backend: Type.String({ default: 'file', description: '"file" for the embedded write-ahead log in <dataDir>/log, or nats://HOST:PORT[,nats://HOST2:PORT…] for a NATS JetStream stream.', env: 'FLUXGATE_LOG', flag: 'log' }),
     segmentBytes: Type.Integer({ minimum: 64 * KiB, default: 128 * MiB, description: 'Size at which the embedded log starts a new segment file, bytes (128 MiB).' }),
     retentionHours: Type.Number({ minimum: 0, default: 72, description: 'Processed log segments older than this are deleted, hours (3 days; 0 = no age limit).' }),
     retentionBytes: Type.Integer({ minimum: 0, default: 10 * 1024 * MiB, description: 'Processed log segments beyond this total size are deleted oldest first, bytes (10 GiB; 0 = no size limit).' }),
+    replicas: Type.Integer({ minimum: 1, maximum: 5, default: 1, description: 'JetStream stream replicas (log.backend nats://…); 3 in production on a 3-server NATS cluster.' }),
     maxLagRecords: Type.Integer({ minimum: 1, default: 500000, description: 'When processing is this many records behind, sources slow down (HTTP 503, MQTT stops reading).' }),
   }, { default: {} }),
   store: Type.Object({
