@@ -99,7 +99,13 @@ export class Pipeline {
     const perTenant = new Map<string, number>();
     for (const p of write.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
     for (const [tenant, n] of perTenant) metrics.pointsStored.inc({ tenant }, n);
-    await log.commit(PROCESS_GROUP, batch);
+    try {
+      await log.commit(PROCESS_GROUP, batch);
+    } catch (err) {
+      // The records come again (at least once) and the store takes them idempotently.
+      logger.warn({ err }, 'log commit failed; the batch will be read again');
+      return;
+    }
     this.processed += batch.records.length;
   }
 
