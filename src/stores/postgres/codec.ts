@@ -1,0 +1,76 @@
+/**
+ * @module How values, cursors, names and errors look inside the PostgreSQL store. A value is
+ * one of three nullable columns (num float8, txt text, bool boolean) so its type survives the
+ * round trip and numeric aggregates read `num` only. Cursors are opaque base64url strings; one
+ * that does not decode is BAD_REQUEST. Driver failures become FluxgateErrors: anything about
+ * reaching the server is STORE_UNAVAILABLE (retryable), with the driver's error as `cause`.
+ */
+import { FluxgateError, isFluxgateError } from '../../core/errors.js';
+import type { Value } from '../store.js';
+
+export interface ValueColumns { num: number | null; txt: string | null; bool: boolean | null }
+
+export function decodeValue(r: ValueColumns): Value {
+  if (r.num !== null) return r.num;
+  if (r.bool !== null) return r.bool;
+  return r.txt ?? '';
+}
+
+export function encodeCursor(parts: Array<string | number>): string {
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
+}
+
+/** Decodes a cursor made by `encodeCursor` with the given shape ('n' number, 's' string). */
+export function decodeCursor(cursor: string, shape: string): Array<string | number> {
+  let parts: unknown;
+  try {
+    parts = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    parts = undefined;
+  }
+  const ok = Array.isArray(parts) && parts.length === shape.length &&
+    parts.every((p, i) => (shape[i] === 'n' ? typeof p === 'number' && Number.isSafeInteger(p) : typeof p === 'string'));
+  if (!ok) throw new FluxgateError('BAD_REQUEST', 'invalid paging cursor (pass back the `next` value of the previous page unchanged)');
+  return parts as Array<string | number>;
+}
+
+export function checkLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1) throw new FluxgateError('BAD_REQUEST', 'limit must be a positive integer');
+  return limit;
+}
+
+/** A quoted SQL identifier; schema names are checked at construction, this only quotes. */
+export function ident(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** SQLSTATE of a server error, if the error came from the server. */
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Classes 08 (connection), 53 (resources), 57 (operator intervention: shutdown, cannot connect
+ * now), 58 (system) and 40 (deadlock, serialization) say nothing about the request itself: a
+ * retry can succeed. Errors without a SQLSTATE come from the socket (ECONNREFUSED, reset,
+ * "Connection terminated", pool timeout).
+ */
+export function isUnavailable(err: unknown): boolean {
+  const state = sqlState(err);
+  if (state === undefined) {
+    const code = (err as { code?: unknown } | null)?.code;
+    return typeof code === 'string' || /connect|terminat|timeout|socket|closed|ended/i.test((err as Error)?.message ?? '');
+  }
+  return ['08', '53', '57', '58', '40'].includes(state.slice(0, 2));
+}
+
+/** Maps a driver error to a FluxgateError; FluxgateErrors pass through unchanged. */
+export function storeError(err: unknown, what: string): FluxgateError {
+  if (isFluxgateError(err)) return err;
+  const message = (err as Error)?.message ?? String(err);
+  if (isUnavailable(err)) return new FluxgateError('STORE_UNAVAILABLE', `postgres store: ${what} failed: ${message}`, { cause: err });
+  return new FluxgateError('INTERNAL', `postgres store: ${what} failed: ${message}`, { cause: err, details: { sqlState: sqlState(err) } });
+}

@@ -1,0 +1,177 @@
+/**
+ * @module The server store: PostgreSQL through `pg`, for a cluster of nodes sharing one
+ * database. The only public surface of this folder. open() migrates the schema (safe when
+ * several nodes start at once, ./migrations.ts) and creates the time partitions ahead
+ * (./partitions.ts); a timer keeps them ahead while the store is open. Every call is scoped by
+ * tenant; any failure to reach the server is STORE_UNAVAILABLE (retryable) with the driver's
+ * error as `cause`, and status() reports the pool's health for /readyz.
+ */
+import pg from 'pg';
+import { Gauge } from 'prom-client';
+import { FluxgateError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type {
+  AggregateQuery, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, RangeQuery, RawMessage, Store,
+  StoredDeadLetter, TelemetryPoint, WriteBatch,
+} from '../store.js';
+import { Archive } from './archive.js';
+import { isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
+import { migrate } from './migrations.js';
+import { Partitions } from './partitions.js';
+import { Reader } from './read.js';
+import { Registry } from './registry.js';
+import { Retention } from './retention.js';
+import { Writer, type IngestMode } from './write.js';
+
+export interface PostgresStoreOptions {
+  /** postgres://user@host:port/db; pool settings may ride along as URL parameters. */
+  url: string;
+  /** Schema holding the store's tables; created if missing. Default `fluxgate`. */
+  schema?: string;
+  /** Length of one time partition of points and raw messages, in days. Default 1. */
+  partitionDays?: number;
+  metrics?: Metrics;
+  logger?: Logger;
+  /** Connections in the pool. Default 10. */
+  poolSize?: number;
+  /** How points are inserted (bench/postgres-ingest.ts compares them). Default 'insert'. */
+  ingest?: IngestMode;
+}
+
+/** How often the window of partitions ahead of now is extended: hourly, well inside a day. */
+const MAINTAIN_MS = 60 * 60_000;
+
+/** bigint (int8) columns hold ms timestamps, counts and ids, all inside 2^53: read them as numbers. */
+const types = new pg.TypeOverrides();
+types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
+
+export class PostgresStore implements Store {
+  readonly schema: string;
+  private readonly pool: pg.Pool;
+  private readonly partitions: Partitions;
+  private readonly writer: Writer;
+  private readonly reader: Reader;
+  private readonly archive: Archive;
+  private readonly registry: Registry;
+  private readonly retention: Retention;
+  private state: 'new' | 'open' | 'closed' = 'new';
+  private lastFailure: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: PostgresStoreOptions) {
+    this.schema = opts.schema ?? 'fluxgate';
+    if (!SCHEMA_NAME.test(this.schema)) throw new FluxgateError('CONFIG_INVALID', `store schema "${this.schema}" must be lower-case letters, digits and _ (at most 63)`);
+    const days = opts.partitionDays ?? 1;
+    if (!Number.isInteger(days) || days < 1) throw new FluxgateError('CONFIG_INVALID', `store partitionDays must be a whole number of days ≥ 1, not ${days}`);
+    this.pool = new pg.Pool({
+      connectionString: opts.url, max: opts.poolSize ?? 10, types,
+      connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: 'fluxgate',
+    });
+    // An idle connection the server closes must not crash the process; the next query reconnects.
+    this.pool.on('error', (err) => {
+      this.lastFailure = err.message;
+      opts.logger?.warn({ err }, 'postgres store: idle connection failed');
+    });
+    this.partitions = new Partitions(this.pool, this.schema, days);
+    this.writer = new Writer(this.pool, this.schema, this.partitions, opts.ingest ?? 'insert');
+    this.reader = new Reader(this.pool, this.schema);
+    this.archive = new Archive(this.pool, this.schema);
+    this.registry = new Registry(this.pool, this.schema);
+    this.retention = new Retention(this.pool, this.schema, this.partitions);
+    this.registerMetrics();
+  }
+
+  async open(): Promise<void> {
+    if (this.state === 'open') return;
+    if (this.state === 'closed') throw new FluxgateError('STORE_UNAVAILABLE', 'postgres store cannot reopen once closed; create a new one');
+    try {
+      const client = await this.pool.connect();
+      try {
+        const applied = await migrate(client, this.schema);
+        if (applied.length > 0) this.opts.logger?.info({ schema: this.schema, applied }, 'postgres store: schema migrated');
+      } finally {
+        client.release();
+      }
+      await this.partitions.reload();
+      await this.partitions.ensureAhead();
+    } catch (err) {
+      const e = storeError(err, `open (schema ${this.schema})`);
+      this.lastFailure = e.message;
+      throw e;
+    }
+    this.state = 'open';
+    this.lastFailure = undefined;
+    this.timer = setInterval(() => {
+      this.partitions.ensureAhead().catch((err: unknown) => this.opts.logger?.warn({ err }, 'postgres store: creating partitions ahead failed; writes create them on demand'));
+    }, MAINTAIN_MS);
+    this.timer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.timer) clearInterval(this.timer);
+    // end() waits for checked-out clients to be released: calls in flight finish first.
+    await this.pool.end();
+  }
+
+  status(): { ok: boolean; detail?: string } {
+    if (this.state !== 'open') return { ok: false, detail: `postgres store is ${this.state === 'new' ? 'not open' : 'closed'}` };
+    const p = this.pool;
+    const pool = `${p.totalCount} connections, ${p.idleCount} idle, ${p.waitingCount} waiting`;
+    if (this.lastFailure !== undefined) return { ok: false, detail: `postgres store: ${this.lastFailure} (${pool})` };
+    return { ok: true, detail: `postgres schema ${this.schema}: ${pool}` };
+  }
+
+  writeBatch(batch: WriteBatch): Promise<void> { return this.run('writeBatch', () => this.writer.write(batch)); }
+  latest(tenant: string, device: string): Promise<LatestValue[]> { return this.run('latest', () => this.reader.latest(tenant, device)); }
+  range(q: RangeQuery): Promise<Page<TelemetryPoint>> { return this.run('range', () => this.reader.range(q)); }
+  aggregate(q: AggregateQuery): Promise<Bucket[]> { return this.run('aggregate', () => this.reader.aggregate(q)); }
+  messages(q: MessageQuery): Promise<Page<RawMessage>> { return this.run('messages', () => this.archive.messages(q)); }
+  deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> { return this.run('deadLetters', () => this.archive.deadLetters(tenant, limit, after)); }
+  deleteDeadLetters(tenant: string, ids: string[]): Promise<number> { return this.run('deleteDeadLetters', () => this.archive.deleteDeadLetters(tenant, ids)); }
+  deleteBefore(cutoff: number, tenant?: string): Promise<number> { return this.run('deleteBefore', () => this.retention.deleteBefore(cutoff, tenant)); }
+  createDevice(device: DeviceRecord): Promise<void> { return this.run('createDevice', () => this.registry.createDevice(device)); }
+  getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> { return this.run('getDevice', () => this.registry.getDevice(tenant, id)); }
+  listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>> { return this.run('listDevices', () => this.registry.listDevices(tenant, limit, after)); }
+  updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.run('updateDevice', () => this.registry.updateDevice(tenant, id, patch)); }
+  deleteDevice(tenant: string, id: string): Promise<boolean> { return this.run('deleteDevice', () => this.registry.deleteDevice(tenant, id)); }
+  findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined> { return this.run('findDeviceByTokenHash', () => this.registry.findDeviceByTokenHash(tokenHash)); }
+
+  /** Runs one call: refused unless open; driver errors mapped; pool health tracked for status(). */
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.state !== 'open') throw new FluxgateError('STORE_UNAVAILABLE', `postgres store is ${this.state === 'new' ? 'not open' : 'closed'}`);
+    try {
+      const v = await fn();
+      this.lastFailure = undefined;
+      return v;
+    } catch (err) {
+      if (isUnavailable(err) && !(err instanceof FluxgateError)) this.lastFailure = (err as Error).message;
+      throw storeError(err, what);
+    }
+  }
+
+  private registerMetrics(): void {
+    const registry = this.opts.metrics?.registry;
+    if (!registry) return;
+    const name = 'fluxgate_store_pool_connections';
+    const existing = registry.getSingleMetric(name);
+    if (existing) registry.removeSingleMetric(name);
+    const pool = this.pool;
+    new Gauge({
+      name, help: 'Connections of the PostgreSQL store pool, by state (total, idle, waiting: calls queued for a connection).',
+      labelNames: ['state'] as const, registers: [registry],
+      collect() {
+        this.set({ state: 'total' }, pool.totalCount);
+        this.set({ state: 'idle' }, pool.idleCount);
+        this.set({ state: 'waiting' }, pool.waitingCount);
+      },
+    });
+  }
+}
+
+/** Creates the store; call `open()` before use and `close()` when done. */
+export function createPostgresStore(opts: { url: string; schema?: string; partitionDays?: number; metrics?: Metrics; logger?: Logger }): Store {
+  return new PostgresStore(opts);
+}
