@@ -60,6 +60,9 @@ describe('mqtt - connect and device authentication', () => {
       assert.equal(props.receiveMaximum, 100);
       assert.equal(props.maximumPacketSize, 1024 * 1024);
       assert.equal(props.topicAliasMaximum, 100);
+      assert.equal(props.sharedSubscriptionAvailable, true);
+      const rr = await c.connect(b.url, { protocolVersion: 5, username: token, properties: { requestResponseInformation: true } });
+      assert.equal(connackOf(rr).properties?.responseInformation, 'devices/d1/commands/');
     } finally {
       await c.closeAll();
     }

@@ -133,6 +133,31 @@ describe('mqtt - sessions, retained and wills', () => {
     }
   });
 
+  it('v5: a queued message whose expiry passed while the session was offline is not delivered [MQTT-3.3.2-5]', async () => {
+    const b = await startBroker();
+    const c = new Clients();
+    try {
+      const opts = { protocolVersion: 5 as const, ...app, clientId: 'expiring', clean: false, properties: { sessionExpiryInterval: 60 } };
+      const sub = await c.connect(b.url, opts);
+      await sub.subscribeAsync('jobs/#', { qos: 1 });
+      await sub.endAsync();
+      const pub = await c.connect(b.url, { protocolVersion: 5, ...app });
+      await pub.publishAsync('jobs/short', 'short', { qos: 1, properties: { messageExpiryInterval: 1 } });
+      await pub.publishAsync('jobs/long', 'long', { qos: 1, properties: { messageExpiryInterval: 600 } });
+      const t0 = Date.now();
+      await waitFor(() => Date.now() - t0 > 1200);
+      const back = await c.connect(b.url, opts);
+      const got = collect(back);
+      await waitFor(() => got.length >= 1);
+      assert.deepEqual(got.map((m) => m.payload.toString()), ['long']);
+      const left = got[0].packet.properties?.messageExpiryInterval ?? 0;
+      assert.ok(left > 590 && left <= 600, `expiry left ${left}`);
+    } finally {
+      await c.closeAll();
+      await b.stop();
+    }
+  });
+
   it('stop() sends DISCONNECT 0x8B to v5 clients', async () => {
     const b = await startBroker();
     const raw = await RawClient.open(b.port, 5);
