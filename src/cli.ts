@@ -7,6 +7,7 @@ import { settings } from './config/schema.js';
 import { clientSettings } from './config/client.js';
 import { isFluxgateError } from './core/errors.js';
 import { startNode, VERSION, type RunningNode } from './node.js';
+import { simulate, simulateOptions } from './simulate/simulate.js';
 
 const USAGE = `fluxgate ${VERSION} — IoT telemetry platform
 
@@ -18,9 +19,11 @@ Usage:
   fluxgate device disable|enable <id>
   fluxgate device rotate <id>                   new token; the old one stops working
   fluxgate device delete <id>
+  fluxgate simulate --devices N --duration 30s [--rate 1] [--protocol http|mqtt] [--mqtt-port 1883] [--qos 1]
+                                                simulated devices against a running node
   fluxgate help [start]
 
-Registry commands talk to a running node: --url (FLUXGATE_URL, default http://127.0.0.1:8080)
+Registry and simulate commands talk to a running node: --url (FLUXGATE_URL, default http://127.0.0.1:8080)
 and --key (FLUXGATE_ADMIN_KEY, default: read from <data-dir>/admin.key).`;
 
 function parseArgs(argv: string[]): { positional: string[]; flags: Record<string, string> } {
@@ -77,10 +80,15 @@ async function runStart(flags: Record<string, string>): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
 }
 
-async function runDevice(args: string[], flags: Record<string, string>): Promise<void> {
-  const [verb, id] = args;
+function adminClient(flags: Record<string, string>): { url: string; key: string } {
   const client = clientSettings(flags);
   if (!client.key) throw new Error(`no admin key: pass --key, set FLUXGATE_ADMIN_KEY, or run from the directory whose data dir holds admin.key (looked in ${client.keySource})`);
+  return { url: client.url, key: client.key };
+}
+
+async function runDevice(args: string[], flags: Record<string, string>): Promise<void> {
+  const [verb, id] = args;
+  const client = adminClient(flags);
   const call = async (method: string, path: string, body?: unknown) => {
     let res: Response;
     try {
@@ -123,6 +131,11 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'start': return runStart(flags);
     case 'device': return runDevice(rest, flags);
+    case 'simulate': {
+      const { url, key } = adminClient(flags);
+      await simulate(simulateOptions(flags, url, key));
+      return;
+    }
     case 'help': case undefined: console.log(rest[0] === 'start' ? startHelp() : USAGE); return;
     case 'version': console.log(VERSION); return;
     default: throw new Error(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
