@@ -172,6 +172,20 @@ if (unreachable !== undefined) {
       assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'temp', value: 8, ts: T0 + 5 }]);
     }));
 
+    for (const ingest of ['insert', 'copy'] as const) {
+      it(`names and values with quotes, braces, tabs, backslashes and \\N survive the ${ingest} path byte for byte`, () => withSchema(async (_schema, make) => {
+        const s = make({ ingest });
+        await s.open();
+        const odd = ['a"b', '{x,y}', 'tab\there', 'new\nline', 'back\\slash', '\\N', 'NULL', '', 'ünï 😀', "it's"];
+        const points = odd.map((v, i) => pt(T0 + i, 0, { device: `dev ${v}`, key: `k${v}`, messageId: `m${v}`, value: v }));
+        await s.writeBatch({ points, messages: [], deadLetters: [] });
+        for (const p of points) {
+          const r = await s.range({ tenant: 'acme', device: p.device, from: T0, to: T0 + 100, limit: 5 });
+          assert.deepEqual(r.items, [p]);
+        }
+      }));
+    }
+
     it('a bad point refuses the whole batch: one transaction, nothing written', () => withSchema(async (_schema, make) => {
       const s = make();
       await s.open();

@@ -25,7 +25,7 @@ import { Retention } from './retention.js';
 import { Writer, type IngestMode } from './write.js';
 
 export interface PostgresStoreOptions {
-  /** postgres://user@host:port/db; pool settings may ride along as URL parameters. */
+  /** postgres://user[:password]@host:port/db (libpq-style parameters such as sslmode work too). */
   url: string;
   /** Schema holding the store's tables; created if missing. Default `fluxgate`. */
   schema?: string;
@@ -78,7 +78,7 @@ export class PostgresStore implements Store {
     this.reader = new Reader(this.pool, this.schema);
     this.archive = new Archive(this.pool, this.schema);
     this.registry = new Registry(this.pool, this.schema);
-    this.retention = new Retention(this.pool, this.schema, this.partitions);
+    this.retention = new Retention(this.pool, this.schema, this.partitions, opts.logger);
     this.registerMetrics();
   }
 

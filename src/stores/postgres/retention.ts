@@ -10,12 +10,13 @@
  * drop; a late point written into that partition in between is dropped with it, uncounted.
  */
 import type pg from 'pg';
+import type { Logger } from '../../core/logger.js';
 import { ident } from './codec.js';
 import { LOCK_SPACE, LockKind } from './migrations.js';
 import { PARTITIONED, type Partitions } from './partitions.js';
 
 export class Retention {
-  constructor(private readonly pool: pg.Pool, private readonly schema: string, private readonly partitions: Partitions) {}
+  constructor(private readonly pool: pg.Pool, private readonly schema: string, private readonly partitions: Partitions, private readonly logger?: Logger) {}
 
   /** Returns the points plus raw messages removed. */
   async deleteBefore(cutoff: number, tenant?: string): Promise<number> {
@@ -40,6 +41,7 @@ export class Retention {
             await client.query(`DROP TABLE IF EXISTS ${s}.${ident(p.name)}`);
             this.partitions.forget(table, p.name);
             removed += rows[0]?.n ?? 0;
+            this.logger?.info({ partition: `${this.schema}.${p.name}`, rows: rows[0]?.n ?? 0, cutoff }, 'postgres store: retention dropped a partition');
           }
           // The partition holding the cutoff: pruning keeps this delete inside it.
           removed += (await client.query(`DELETE FROM ${s}.${table} WHERE ts < $1`, [cutoff])).rowCount ?? 0;

@@ -1,0 +1,141 @@
+/**
+ * @module PostgreSQL store ingest through its real Store API: batches of 5,000 points from
+ * 1,000 devices × 3 keys (one message per device every 30 s, optionally archived too), each
+ * writeBatch one transaction with latest state. Compares the two ingest paths, multi-row
+ * INSERT over unnest() arrays and COPY into a temporary table then INSERT … ON CONFLICT, in
+ * alternating phases, each in a fresh schema (so table size is equal), and prints sustained
+ * rows/s, writeBatch latency and a replay of already stored batches (the idempotent path).
+ * Every phase is bounded by --rows and --seconds; the schemas are dropped at the end.
+ *
+ *   node --import tsx bench/postgres-ingest.ts [--url postgres://postgres@127.0.0.1:5432/test]
+ *     [--rows 1000000] [--seconds 15] [--rounds 2] [--inflight 1] [--messages]
+ */
+import { randomBytes } from 'node:crypto';
+import { cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { PostgresStore } from '../src/stores/postgres/index.js';
+import type { RawMessage, TelemetryPoint, WriteBatch } from '../src/stores/store.js';
+
+const { values: args } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/test' },
+    rows: { type: 'string', default: '1000000' },
+    seconds: { type: 'string', default: '15' },
+    rounds: { type: 'string', default: '2' },
+    batch: { type: 'string', default: '5000' },
+    inflight: { type: 'string', default: '1' },
+    messages: { type: 'boolean', default: false },
+  },
+});
+const TARGET = Number(args.rows);
+const MAX_MS = Number(args.seconds) * 1000;
+const BATCH = Number(args.batch);
+const INFLIGHT = Number(args.inflight);
+const DEVICES = 1000;
+const KEYS = ['temperature', 'humidity', 'voltage'];
+const STEP_MS = 30_000;
+const T0 = Date.UTC(2026, 10, 1);
+const deviceNames = Array.from({ length: DEVICES }, (_, d) => `dev-${d}`);
+const payload = new TextEncoder().encode(JSON.stringify({ temperature: 21.5, humidity: 40.25, voltage: 3.31, fw: '1.4.2', seq: 123456 }));
+
+/** Batches in arrival order: time-major, every device reports all keys in one message. */
+function* batches(): Generator<WriteBatch> {
+  let points: TelemetryPoint[] = [];
+  let messages: RawMessage[] = [];
+  let n = 0;
+  for (let step = 0; ; step++) {
+    const ts = T0 + step * STEP_MS;
+    for (let d = 0; d < DEVICES; d++) {
+      const messageId = `${d.toString(36)}-${step.toString(36).padStart(6, '0')}-a1b2c3d4`;
+      const device = deviceNames[d];
+      if (args.messages) messages.push({ tenant: 'acme', project: 'plant-7', device, topic: `mtic/msg/client/realtime/acme/plant-7/${device}`, kind: 'telemetry', ts, receiveTime: ts + 40, messageId, payload });
+      for (let k = 0; k < KEYS.length; k++) {
+        points.push({ tenant: 'acme', project: 'plant-7', device, key: KEYS[k], ts, value: 20 + ((d * 7 + step * 13 + k) % 1000) / 10, messageId });
+        if (++n >= TARGET) { yield { points, messages, deadLetters: [] }; return; }
+        if (points.length === BATCH) {
+          yield { points, messages, deadLetters: [] };
+          points = [];
+          messages = [];
+        }
+      }
+    }
+  }
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
+}
+
+interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number }
+
+async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
+  const schema = `fluxgate_bench_${randomBytes(4).toString('hex')}`;
+  const store = new PostgresStore({ url: args.url, schema, ingest: mode, poolSize: Math.max(2, INFLIGHT + 1) });
+  try {
+    await store.open();
+    const latencies: number[] = [];
+    const marks: Array<[number, number]> = [];
+    const written: WriteBatch[] = [];
+    let rows = 0;
+    const gen = batches();
+    let done = false;
+    const start = performance.now();
+    await Promise.all(Array.from({ length: INFLIGHT }, async () => {
+      while (!done) {
+        const next = gen.next();
+        if (next.done || performance.now() - start > MAX_MS) { done = true; return; }
+        const t = performance.now();
+        await store.writeBatch(next.value);
+        latencies.push(performance.now() - t);
+        rows += next.value.points.length;
+        marks.push([performance.now(), rows]);
+        if (written.length < 20) written.push(next.value);
+      }
+    }));
+    const end = performance.now();
+    latencies.sort((a, b) => a - b);
+    const half = marks[Math.floor(marks.length / 2)] ?? [start, 0];
+    // The same batches again: every row conflicts, as after a crash replays the log.
+    const r0 = performance.now();
+    let replayed = 0;
+    for (const b of written) { await store.writeBatch(b); replayed += b.points.length; }
+    const replaySec = (performance.now() - r0) / 1000;
+    const seconds = (end - start) / 1000;
+    return {
+      mode, rows, seconds: +seconds.toFixed(2), rowsPerSec: Math.round(rows / seconds),
+      lastHalfRowsPerSec: Math.round((rows - half[1]) / ((end - half[0]) / 1000)),
+      p50: +pct(latencies, 0.5).toFixed(1), p99: +pct(latencies, 0.99).toFixed(1), replayRowsPerSec: Math.round(replayed / replaySec),
+    };
+  } finally {
+    await store.close();
+    const c = new pg.Client({ connectionString: args.url });
+    await c.connect();
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await c.end();
+  }
+}
+
+const results: PhaseResult[] = [];
+for (let round = 0; round < Number(args.rounds); round++) {
+  const order: Array<'insert' | 'copy'> = round % 2 === 0 ? ['insert', 'copy'] : ['copy', 'insert'];
+  for (const mode of order) {
+    const r = await phase(mode);
+    results.push(r);
+    console.error(JSON.stringify(r));
+  }
+}
+const c = new pg.Client({ connectionString: args.url });
+await c.connect();
+const version = (await c.query<{ server_version: string }>('SHOW server_version')).rows[0].server_version;
+await c.end();
+console.log(`\nPostgreSQL ${version}, ${cpus().length} cores, load average ${loadavg()[0].toFixed(2)}; batch ${BATCH}, in flight ${INFLIGHT}, archive ${args.messages ? 'yes' : 'no'}`);
+console.log('\n| ingest | rows | seconds | rows/s (overall) | rows/s (second half) | writeBatch p50 / p99 ms | replay rows/s (all duplicates) |');
+console.log('|---|---|---|---|---|---|---|');
+for (const r of results) {
+  console.log(`| ${r.mode === 'insert' ? 'INSERT … unnest()' : 'COPY → temp → INSERT'} | ${r.rows.toLocaleString('en')} | ${r.seconds} | ${r.rowsPerSec.toLocaleString('en')} | ${r.lastHalfRowsPerSec.toLocaleString('en')} | ${r.p50} / ${r.p99} | ${r.replayRowsPerSec.toLocaleString('en')} |`);
+}
+for (const mode of ['insert', 'copy'] as const) {
+  const rs = results.filter((r) => r.mode === mode).map((r) => r.rowsPerSec).sort((a, b) => a - b);
+  console.log(`${mode}: median ${rs[Math.floor(rs.length / 2)]?.toLocaleString('en')} rows/s over ${rs.length} phase(s)`);
+}
