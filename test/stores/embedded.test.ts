@@ -129,8 +129,10 @@ describe('embedded store', () => {
       await assert.rejects(s.writeBatch({ points: [pt(T0 + 1, 1), bad], messages: [], deadLetters: [] }), { code: 'BAD_REQUEST' });
       assert.deepEqual(await s.latest('acme', 'd1'), []);
     } finally {
-      await s.close();
+      // Two closes at once: both resolve once the workers are gone.
+      await Promise.all([s.close(), s.close()]);
     }
+    assert.equal(s.status().detail, 'embedded store is closed');
     await s.close();
     assert.equal(s.status().ok, false);
     await assert.rejects(s.latest('acme', 'd1'), { code: 'STORE_UNAVAILABLE' });

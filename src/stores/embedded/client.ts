@@ -47,6 +47,7 @@ export class EmbeddedStore implements Store {
   private readonly workers = new Map<Role, Worker>();
   /** Workers told to close: their exit is expected. */
   private readonly released = new Set<Worker>();
+  private closing: Promise<void> | undefined;
   private state: 'new' | 'open' | 'closing' | 'closed' | 'failed' = 'new';
   private failure = '';
   private nextId = 1;
@@ -83,11 +84,14 @@ export class EmbeddedStore implements Store {
     this.state = 'open';
   }
 
-  async close(): Promise<void> {
-    if (this.state !== 'open') {
-      if (this.state === 'new') this.state = 'closed';
-      return;
-    }
+  close(): Promise<void> {
+    if (this.state === 'open') this.closing = this.shutDown();
+    else if (this.state === 'new') this.state = 'closed';
+    // A second close() waits for the first.
+    return this.closing ?? Promise.resolve();
+  }
+
+  private async shutDown(): Promise<void> {
     this.state = 'closing';
     // Each worker answers in order, so 'close' is handled after every call already sent to it.
     await Promise.all([...this.workers].map(async ([role, worker]) => {
