@@ -10,7 +10,9 @@ function reuse<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
-export type PublishOutcome = 'accepted' | 'routed' | 'forbidden' | 'invalid' | 'too_large' | 'error' | 'duplicate';
+const OUTCOMES = ['accepted', 'routed', 'forbidden', 'invalid', 'too_large', 'error', 'duplicate'] as const;
+export type PublishOutcome = (typeof OUTCOMES)[number];
+const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<PublishOutcome, number>;
 
 export class MqttMetrics {
   readonly connections: Gauge<string>;
@@ -27,7 +29,8 @@ export class MqttMetrics {
   private readonly outChildren = new Map<string, { inc(n?: number): void }>();
   private readonly pubChildren = new Map<string, { inc(n?: number): void }>();
   private readonly msgChildren = new Map<string, { inc(n?: number): void }>();
-  private readonly pending = new Map<string, Map<string, number>>();
+  /** Per tenant: counts by outcome × QoS, not yet handed to prom-client. */
+  private readonly pending = new Map<string, number[]>();
   private latencies: number[] = [];
   private flushScheduled = false;
 
@@ -63,10 +66,9 @@ export class MqttMetrics {
    * Counts gather in plain numbers and reach prom-client once per event-loop turn (the hot path stays cheap).
    */
   publish(tenant: string, qos: number, outcome: PublishOutcome, n = 1): void {
-    let perTenant = this.pending.get(tenant);
-    if (!perTenant) this.pending.set(tenant, (perTenant = new Map()));
-    const key = outcome + qos;
-    perTenant.set(key, (perTenant.get(key) ?? 0) + n);
+    let counts = this.pending.get(tenant);
+    if (!counts) this.pending.set(tenant, (counts = new Array<number>(OUTCOMES.length * 3).fill(0)));
+    counts[OUTCOME_INDEX[outcome] * 3 + qos] += n;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -79,14 +81,15 @@ export class MqttMetrics {
     this.latencies = [];
     for (const l of latencies) this.pubackSeconds.observe(l);
     for (const [tenant, counts] of this.pending) {
-      for (const [key, n] of counts) {
+      for (let i = 0; i < counts.length; i++) {
+        const n = counts[i];
         if (n === 0) continue;
-        counts.set(key, 0);
-        const outcome = key.slice(0, -1) as PublishOutcome;
-        const qos = key.slice(-1);
-        const k = `${tenant}\u0000${key}`;
+        counts[i] = 0;
+        const outcome = OUTCOMES[Math.floor(i / 3)];
+        const qos = i % 3;
+        const k = `${tenant}\u0000${outcome}\u0000${qos}`;
         let c = this.pubChildren.get(k);
-        if (!c) this.pubChildren.set(k, (c = this.publishes.labels(tenant, qos, outcome)));
+        if (!c) this.pubChildren.set(k, (c = this.publishes.labels(tenant, String(qos), outcome)));
         c.inc(n);
         const shared = outcome === 'accepted' || outcome === 'forbidden' || outcome === 'too_large' || outcome === 'error' ? outcome : undefined;
         if (shared) {
