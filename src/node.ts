@@ -21,6 +21,7 @@ import { DeviceAuth } from './registry/device-auth.js';
 import { resolveAdminKey } from './registry/admin-key.js';
 import { Pipeline } from './process/pipeline.js';
 import { createApiServer } from './api/server.js';
+import { LiveHub } from './api/live/hub.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
 
@@ -83,7 +84,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     cleanups.push(() => store.close());
 
     const deviceAuth = new DeviceAuth(store);
-    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize });
+    const hub = new LiveHub(metrics);
+    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, onStored: (write) => hub.publishPoints(write.points) });
     if (config.process.enabled) {
       pipeline.start();
       cleanups.push(() => pipeline.stop());
@@ -92,7 +94,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
-      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION,
+      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       accepting: () => accepting,
       components: () => ({

@@ -19,6 +19,8 @@ import { deviceRoutes } from './rest/devices.js';
 import { telemetryRoutes } from './rest/telemetry.js';
 import { messageRoutes } from './rest/messages.js';
 import { deadLetterRoutes } from './rest/dead-letters.js';
+import { liveRoutes } from './live/routes.js';
+import type { LiveHub } from './live/hub.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const higher = (a: string, b: string) => (LEVELS.indexOf(a) > LEVELS.indexOf(b) ? a : b);
@@ -35,6 +37,7 @@ export interface ApiServerOptions {
   components: Components;
   accepting: () => boolean;
   version: string;
+  hub: LiveHub;
 }
 
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
@@ -70,5 +73,6 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(telemetryRoutes, { store: opts.store, apiAuth });
   await app.register(messageRoutes, { store: opts.store, apiAuth });
   await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth });
+  await app.register(liveRoutes, { hub: opts.hub, store: opts.store, apiAuth });
   return app;
 }

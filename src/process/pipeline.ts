@@ -21,6 +21,8 @@ export interface PipelineOptions {
   batchSize: number;
   /** How long one read waits for records before looping, ms. */
   readWaitMs?: number;
+  /** Called with what was stored, after the store took it (live updates). */
+  onStored?: (write: WriteBatch) => void;
 }
 
 export function buildWriteBatch(batch: LogBatch, metrics?: Metrics): WriteBatch {
@@ -96,6 +98,7 @@ export class Pipeline {
         if (!this.running) return;
       }
     }
+    this.opts.onStored?.(write);
     const perTenant = new Map<string, number>();
     for (const p of write.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
     for (const [tenant, n] of perTenant) metrics.pointsStored.inc({ tenant }, n);
