@@ -8,17 +8,16 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { QoS } from 'mqtt-packet';
 import type { Config } from '../../config/schema.js';
-import type { Envelope } from '../../core/envelope.js';
 import { FluxgateError, isFluxgateError } from '../../core/errors.js';
-import { generateMessageId } from '../../core/ids.js';
 import type { Logger } from '../../core/logger.js';
 import type { Log } from '../../log/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { DeviceAuth } from '../../registry/device-auth.js';
 import { Connection } from './connection.js';
-import { IngestBatcher, type DurableWaiter } from './ingest.js';
+import { acceptPublish, type PublishWaiter } from './accept.js';
+import { IngestBatcher } from './ingest.js';
 import type { RoutedMessage } from './message.js';
-import { MqttMetrics, type PublishOutcome } from './metrics.js';
+import { MqttMetrics } from './metrics.js';
 import { RetainedStore } from './retained.js';
 import { Session, type Outgoing } from './session.js';
 import { SessionStore } from './session-store.js';
@@ -31,6 +30,8 @@ export interface AppAuthenticator {
   authenticate(username: string | undefined, password: Buffer | undefined): Promise<{ tenant: string; project?: string; name: string } | undefined>;
 }
 
+export type { PublishWaiter };
+
 export interface BrokerOptions {
   config: Config['mqtt'];
   dataDir: string;
@@ -39,22 +40,6 @@ export interface BrokerOptions {
   metrics: Metrics;
   logger: Logger;
   apps?: AppAuthenticator;
-}
-
-/** Learns what became of a published message. */
-export interface PublishWaiter {
-  done(outcome: PublishOutcome, err?: Error): void;
-}
-
-/** A device message on its way to the log: routed and answered once durable. */
-class LoggedPublish implements DurableWaiter {
-  constructor(private readonly broker: Broker, private readonly tenant: string, private readonly msg: RoutedMessage, private readonly waiter: PublishWaiter) {}
-
-  durable(err?: Error): void {
-    if (err) return this.waiter.done('error', err);
-    this.broker.route(this.tenant, this.msg);
-    this.waiter.done('accepted');
-  }
 }
 
 /** An in-process subscriber (command replies, live fan-out): called for every routed message matching its filter. */
@@ -224,30 +209,9 @@ export class Broker {
     }
   }
 
-  /**
-   * Takes a message published by a client (or a will): device data is appended to the log and
-   * routed once durable; commands and replies are routed; anything else is refused.
-   * `waiter.done` learns the outcome (objects with methods, not closures: this is the hot path).
-   */
+  /** Takes a client's (or a will's) PUBLISH: logged and then routed, only routed, or refused (accept.ts). */
   accept(who: ClientIdentity, msg: RoutedMessage, messageId: string | undefined, waiter: PublishWaiter, route: PublishRoute = classifyPublish(who, msg.topic)): void {
-    if (route.action === 'refuse') return waiter.done('forbidden');
-    if (route.action === 'route') {
-      this.route(who.tenant, msg);
-      return waiter.done('routed');
-    }
-    const now = Date.now();
-    const envelope: Envelope = {
-      tenant: who.tenant,
-      project: who.project,
-      device: who.id,
-      kind: route.kind,
-      topic: msg.topic,
-      protocol: 'mqtt',
-      receiveTime: now,
-      messageId: messageId ?? generateMessageId(now),
-      payload: msg.payload,
-    };
-    this.ingest.submit(envelope, new LoggedPublish(this, who.tenant, msg, waiter));
+    acceptPublish(this, who, msg, messageId, waiter, route);
   }
 
   /** Delivers a message to every matching subscription of its tenant (one copy per session, §4.5). */
