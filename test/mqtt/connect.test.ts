@@ -135,6 +135,18 @@ describe('mqtt - connect and device authentication', () => {
     }
   });
 
+  it('a failing registry answers CONNACK 0x80 (v5) / 3 (v3.1.1), never crashes', async () => {
+    const broken = await startBroker({ registry: { findDeviceByTokenHash: async () => { throw new Error('disk gone'); } } as never });
+    const c = new Clients();
+    try {
+      await assert.rejects(c.connect(broken.url, { protocolVersion: 5, username: 'any' }), (e: { code?: number }) => e.code === 0x80);
+      await assert.rejects(c.connect(broken.url, { protocolVersion: 4, username: 'any' }), (e: { code?: number }) => e.code === 3);
+    } finally {
+      await c.closeAll();
+      await broken.stop();
+    }
+  });
+
   it('a port in use rejects with PORT_IN_USE naming mqtt.port', async () => {
     await assert.rejects(startBroker({ mqtt: { port: b.port } }), (e: { code?: string; message: string }) => e.code === 'PORT_IN_USE' && e.message.includes('mqtt.port (--mqtt-port, FLUXGATE_MQTT_PORT)'));
   });

@@ -41,7 +41,11 @@ export async function handleConnect(conn: Connection, p: IConnectPacket): Promis
     identity = await broker.authenticate(p.username, p.password);
   } catch (err) {
     if (conn.closed) return;
-    if (!isFluxgateError(err)) throw err;
+    if (!isFluxgateError(err)) {
+      // The registry failed, not the client: "server unavailable", so the device retries.
+      broker.logger.error({ err }, 'mqtt authentication failed');
+      return refuse(conn, 0x80, V3.serverUnavailable, 'error');
+    }
     const spec = err.spec;
     const outcome = err.code === 'UNAUTHENTICATED' ? 'unauthenticated' : 'forbidden';
     return refuse(conn, spec.mqtt5 ?? 0x87, spec.mqtt3 ?? (err.code === 'UNAUTHENTICATED' ? V3.badCredentials : V3.notAuthorized), outcome);

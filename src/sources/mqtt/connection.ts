@@ -297,8 +297,8 @@ export class Connection implements SessionConnection {
 
   /**
    * Closes this connection only. With a v5 reason code on an open connection, DISCONNECT
-   * with it goes first [MQTT-4.13.1-1]. The will is published unless the client sent DISCONNECT
-   * or the node is shutting down.
+   * with it goes first [MQTT-4.13.1-1]. The will is published unless the client sent DISCONNECT,
+   * the node is shutting down or the device was revoked.
    */
   close(reasonCode: number | undefined, reason: string, detail?: string): void {
     if (this.state === 'closed') return;
@@ -307,7 +307,8 @@ export class Connection implements SessionConnection {
     if (reason !== 'client_closed' && reason !== 'client_disconnect') this.broker.metrics.closed.labels(reason).inc();
     if (detail) this.broker.logger.debug({ reason, detail, client: this.session?.clientId }, 'mqtt connection closed');
     this.state = 'closed';
-    this.broker.detach(this, reason !== 'shutdown');
+    // No will at node shutdown, nor for a device whose credentials were just revoked.
+    this.broker.detach(this, reason !== 'shutdown' && reason !== 'revoked');
     this.stream.end();
     // Keep reading (and discarding) until the peer closes too: a paused socket would never see its FIN.
     this.stream.resume();

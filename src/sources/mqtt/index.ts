@@ -127,7 +127,8 @@ class MqttSourceImpl implements MqttSource {
   attachWebSocket(server: HttpServer, path = '/mqtt'): void {
     const wss = new WebSocketServer({
       noServer: true,
-      maxPayload: this.opts.config.maxPacketBytes + 8,
+      // A WebSocket message may carry several MQTT packets; each packet is still held to maxPacketBytes.
+      maxPayload: this.opts.config.maxPacketBytes * 4,
       // MQTT over WebSocket uses the subprotocol `mqtt` (§6).
       handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : protocols.has('mqttv3.1') ? 'mqttv3.1' : false),
     });
