@@ -12,9 +12,14 @@ import type { RoutedMessage } from './message.js';
 import type { PublishOutcome } from './metrics.js';
 import type { ClientIdentity, PublishRoute } from './topics.js';
 
-/** Learns what became of a published message (an object with a method, not a closure: this is the hot path). */
+/**
+ * Learns what became of a published message (an object with a method, not a closure: this is
+ * the hot path). A waiter that also implements `durable` is handed to the log batch directly
+ * and must then route the message itself (see PendingPublish in inbound.ts).
+ */
 export interface PublishWaiter {
   done(outcome: PublishOutcome, err?: Error): void;
+  durable?(err?: Error): void;
 }
 
 /** A device message on its way to the log: routed and answered once durable. */
@@ -47,5 +52,5 @@ export function acceptPublish(broker: Broker, who: ClientIdentity, msg: RoutedMe
     messageId: messageId ?? generateMessageId(now),
     payload: msg.payload,
   };
-  broker.ingest.submit(envelope, new LoggedPublish(broker, who.tenant, msg, waiter));
+  broker.ingest.submit(envelope, waiter.durable ? (waiter as DurableWaiter) : new LoggedPublish(broker, who.tenant, msg, waiter));
 }

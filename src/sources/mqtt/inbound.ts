@@ -9,7 +9,7 @@ import type { PublishWaiter } from './broker.js';
 import type { Connection } from './connection.js';
 import type { PublishOutcome } from './metrics.js';
 import type { Session } from './session.js';
-import { toRouted } from './message.js';
+import { toRouted, type RoutedMessage } from './message.js';
 import { classifyPublish, parseFilter, validTopicName } from './topics.js';
 
 function userPropertyId(p: IPublishPacket): string | undefined {
@@ -65,12 +65,19 @@ export function handlePublish(conn: Connection, p: IPublishPacket): void {
   if (qos === 2) session.incomingQos2.set(id, 'appending');
   conn.pendingAppends++;
   conn.updateReading();
-  broker.accept(identity, msg, userPropertyId(p), new PendingPublish(conn, session, qos, id, received), route);
+  broker.accept(identity, msg, userPropertyId(p), new PendingPublish(conn, session, msg, qos, id, received), route);
 }
 
 /** One client PUBLISH on its way to the log; `done` answers it once the outcome is known. */
 class PendingPublish implements PublishWaiter {
-  constructor(readonly conn: Connection, readonly session: Session, readonly qos: number, readonly id: number, readonly received: number) {}
+  constructor(readonly conn: Connection, readonly session: Session, readonly msg: RoutedMessage, readonly qos: number, readonly id: number, readonly received: number) {}
+
+  /** The log holds it (or failed): route it, then answer. One object per message does both. */
+  durable(err?: Error): void {
+    if (err) return this.done('error', err);
+    this.conn.broker.route(this.session.tenant, this.msg);
+    this.done('accepted');
+  }
 
   done(outcome: PublishOutcome, err?: Error): void {
     const { conn, session, qos, id } = this;
