@@ -157,6 +157,21 @@ describe('mqtt - device publishes', () => {
     }
   });
 
+  it('v5: more unacknowledged QoS 1 publishes than the Receive Maximum (100) closes with 0x93', async () => {
+    const raw = await RawClient.open(b.port, 5);
+    try {
+      await raw.connect({ clientId: 'flood', username: token });
+      log.hold();
+      const frames = Array.from({ length: 101 }, (_, i) => generate({ cmd: 'publish', topic: 'devices/d1/telemetry', payload: Buffer.from('{}'), qos: 1, messageId: i + 1, dup: false, retain: false }, { protocolVersion: 5 }));
+      raw.write(Buffer.concat(frames));
+      assert.equal(((await raw.next('disconnect')) as { reasonCode?: number }).reasonCode, 0x93);
+      await raw.waitClosed();
+    } finally {
+      log.release();
+      raw.close();
+    }
+  });
+
   it('publishes of many connections share log appends (group commit)', async () => {
     const c = new Clients();
     try {
