@@ -67,7 +67,7 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
 }
 
-interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number }
+interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number; clientCpuUsPerRow: number }
 
 async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
   const schema = `fluxgate_bench_${randomBytes(4).toString('hex')}`;
@@ -81,6 +81,7 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
     const gen = batches();
     let done = false;
     const start = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: INFLIGHT }, async () => {
       while (!done) {
         const next = gen.next();
@@ -94,6 +95,7 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
       }
     }));
     const end = performance.now();
+    const cpu = process.cpuUsage(cpu0);
     latencies.sort((a, b) => a - b);
     const half = marks[Math.floor(marks.length / 2)] ?? [start, 0];
     // The same batches again: every row conflicts, as after a crash replays the log.
@@ -106,6 +108,8 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
       mode, rows, seconds: +seconds.toFixed(2), rowsPerSec: Math.round(rows / seconds),
       lastHalfRowsPerSec: Math.round((rows - half[1]) / ((end - half[0]) / 1000)),
       p50: +pct(latencies, 0.5).toFixed(1), p99: +pct(latencies, 0.99).toFixed(1), replayRowsPerSec: Math.round(replayed / replaySec),
+      // This process only (building and sending the batches); the server's CPU is not in it.
+      clientCpuUsPerRow: +((cpu.user + cpu.system) / rows).toFixed(2),
     };
   } finally {
     await store.close();
@@ -130,10 +134,10 @@ await c.connect();
 const version = (await c.query<{ server_version: string }>('SHOW server_version')).rows[0].server_version;
 await c.end();
 console.log(`\nPostgreSQL ${version}, ${cpus().length} cores, load average ${loadavg()[0].toFixed(2)}; batch ${BATCH}, in flight ${INFLIGHT}, archive ${args.messages ? 'yes' : 'no'}`);
-console.log('\n| ingest | rows | seconds | rows/s (overall) | rows/s (second half) | writeBatch p50 / p99 ms | replay rows/s (all duplicates) |');
-console.log('|---|---|---|---|---|---|---|');
+console.log('\n| ingest | rows | seconds | rows/s (overall) | rows/s (second half) | writeBatch p50 / p99 ms | replay rows/s (all duplicates) | client CPU µs/row |');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const r of results) {
-  console.log(`| ${r.mode === 'insert' ? 'INSERT … unnest()' : 'COPY → temp → INSERT'} | ${r.rows.toLocaleString('en')} | ${r.seconds} | ${r.rowsPerSec.toLocaleString('en')} | ${r.lastHalfRowsPerSec.toLocaleString('en')} | ${r.p50} / ${r.p99} | ${r.replayRowsPerSec.toLocaleString('en')} |`);
+  console.log(`| ${r.mode === 'insert' ? 'INSERT … unnest()' : 'COPY → temp → INSERT'} | ${r.rows.toLocaleString('en')} | ${r.seconds} | ${r.rowsPerSec.toLocaleString('en')} | ${r.lastHalfRowsPerSec.toLocaleString('en')} | ${r.p50} / ${r.p99} | ${r.replayRowsPerSec.toLocaleString('en')} | ${r.clientCpuUsPerRow} |`);
 }
 for (const mode of ['insert', 'copy'] as const) {
   const rs = results.filter((r) => r.mode === mode).map((r) => r.rowsPerSec).sort((a, b) => a - b);

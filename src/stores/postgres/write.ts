@@ -81,7 +81,7 @@ export class Writer {
   private async writeInTx(client: pg.PoolClient, batch: WriteBatch, points: Columns, latest: Columns): Promise<void> {
     if (points.ts.length > 0) await this.insertPoints(client, points);
     if (latest.ts.length > 0) {
-      await client.query(this.sql.latest, [latest.tenant, latest.device, latest.key, latest.ts, latest.messageId, latest.num, latest.txt, latest.bool]);
+      await client.query(this.sql.latest, [texts(latest.tenant), texts(latest.device), texts(latest.key), numbers(latest.ts), texts(latest.messageId), numbers(latest.num), texts(latest.txt), bools(latest.bool)]);
     }
     if (batch.messages.length > 0) {
       const m = batch.messages;
@@ -119,7 +119,7 @@ export class Writer {
 
   private async insertPoints(client: pg.PoolClient, c: Columns): Promise<void> {
     if (this.mode === 'insert') {
-      await client.query(this.sql.points, [c.tenant, c.device, c.key, c.ts, c.messageId, c.project, c.num, c.txt, c.bool]);
+      await client.query(this.sql.points, [texts(c.tenant), texts(c.device), texts(c.key), numbers(c.ts), texts(c.messageId), texts(c.project), numbers(c.num), texts(c.txt), bools(c.bool)]);
       return;
     }
     if (!this.staged.has(client)) {
@@ -181,6 +181,45 @@ function invalid(p: TelemetryPoint, why: string): FluxgateError {
 
 function bytes(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+}
+
+/*
+ * Array literals built here rather than by the driver's generic serializer: consecutive
+ * repeats (tenant, project, device) are escaped once, and no per-element type dispatch.
+ */
+function texts(xs: Array<string | null>): string {
+  let out = '{';
+  let prev: string | null | undefined;
+  let prevLit = '';
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i];
+    if (x !== prev || i === 0) {
+      prevLit = x === null ? 'NULL' : /["\\]/.test(x) ? `"${x.replace(/[\\"]/g, '\\$&')}"` : `"${x}"`;
+      prev = x;
+    }
+    out += i === 0 ? prevLit : `,${prevLit}`;
+  }
+  return `${out}}`;
+}
+
+function numbers(xs: Array<number | null>): string {
+  let out = '{';
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i];
+    const lit = x === null ? 'NULL' : Object.is(x, -0) ? '-0' : String(x);
+    out += i === 0 ? lit : `,${lit}`;
+  }
+  return `${out}}`;
+}
+
+function bools(xs: Array<boolean | null>): string {
+  let out = '{';
+  for (let i = 0; i < xs.length; i++) {
+    const x = xs[i];
+    const lit = x === null ? 'NULL' : x ? 't' : 'f';
+    out += i === 0 ? lit : `,${lit}`;
+  }
+  return `${out}}`;
 }
 
 /** COPY text format: tab-separated, \N for null, backslash escapes. */
