@@ -14,8 +14,10 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { isFluxgateError } from '../../src/core/errors.js';
 import { createPostgresStore, PostgresStore, type PostgresStoreOptions } from '../../src/stores/postgres/index.js';
+import { LOCK_SPACE, LockKind } from '../../src/stores/postgres/migrations.js';
 import type { Store, TelemetryPoint } from '../../src/stores/store.js';
 import { runStoreSuite } from '../conformance/store.suite.js';
+import { waitFor } from '../helpers/wait.js';
 
 const URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const DAY = 86_400_000;
@@ -196,6 +198,34 @@ if (unreachable !== undefined) {
       assert.deepEqual(await s.latest('acme', 'd1'), []);
       assert.deepEqual((await s.messages({ tenant: 'acme', from: 0, to: T0 + DAY, limit: 10 })).items, []);
       assert.equal(s.status().ok, true);
+    }));
+
+    it('a connection killed mid-call: the call fails as STORE_UNAVAILABLE with its cause, status() recovers without traffic', () => withSchema(async (schema, make) => {
+      const s = make();
+      await s.open();
+      await s.writeBatch({ points: [pt(T0, 1)], messages: [], deadLetters: [] });
+      // Hold the retention lock elsewhere so the store's deleteBefore waits on the server, then kill its session.
+      const holder = new pg.Client({ connectionString: URL });
+      await holder.connect();
+      try {
+        await holder.query(`SELECT pg_advisory_lock(${LOCK_SPACE}, hashtext($1) # ${LockKind.retention})`, [schema]);
+        const call = s.deleteBefore(T0).then(() => undefined, (e: unknown) => e);
+        const app = `fluxgate ${schema}`;
+        await waitFor(async () => (await admin(`SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`, [app])).length > 0,
+          { what: 'deleteBefore to wait for the lock' });
+        await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, [app]);
+        const err = await call;
+        assert.ok(isFluxgateError(err, 'STORE_UNAVAILABLE'), String(err));
+        assert.ok(err.cause instanceof Error);
+        assert.equal(s.status().ok, false);
+        assert.match(s.status().detail ?? '', /terminat/);
+      } finally {
+        await holder.end();
+      }
+      // Nothing else calls the store: status() probes the server itself.
+      await waitFor(() => s.status().ok, { what: 'status() to recover' });
+      await s.writeBatch({ points: [pt(T0 + 1, 2)], messages: [], deadLetters: [] });
+      assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'temp', value: 2, ts: T0 + 1 }]);
     }));
 
     it('an unreachable server is STORE_UNAVAILABLE with the cause, and status() says so', async () => {

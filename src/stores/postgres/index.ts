@@ -57,6 +57,7 @@ export class PostgresStore implements Store {
   private readonly retention: Retention;
   private state: 'new' | 'open' | 'closed' = 'new';
   private lastFailure: string | undefined;
+  private probing = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: PostgresStoreOptions) {
@@ -66,11 +67,11 @@ export class PostgresStore implements Store {
     if (!Number.isInteger(days) || days < 1) throw new FluxgateError('CONFIG_INVALID', `store partitionDays must be a whole number of days ≥ 1, not ${days}`);
     this.pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 10, types,
-      connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: 'fluxgate',
+      // The schema in the application name tells an operator's pg_stat_activity which store a session serves.
+      connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: `fluxgate ${this.schema}`,
     });
     // An idle connection the server closes must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => {
-      this.lastFailure = err.message;
       opts.logger?.warn({ err }, 'postgres store: idle connection failed');
     });
     this.partitions = new Partitions(this.pool, this.schema, days);
@@ -120,7 +121,14 @@ export class PostgresStore implements Store {
     if (this.state !== 'open') return { ok: false, detail: `postgres store is ${this.state === 'new' ? 'not open' : 'closed'}` };
     const p = this.pool;
     const pool = `${p.totalCount} connections, ${p.idleCount} idle, ${p.waitingCount} waiting`;
-    if (this.lastFailure !== undefined) return { ok: false, detail: `postgres store: ${this.lastFailure} (${pool})` };
+    if (this.lastFailure !== undefined) {
+      // Readiness must come back without traffic: a failed store probes the server once per status() call at most.
+      if (!this.probing) {
+        this.probing = true;
+        this.pool.query('SELECT 1').then(() => { this.lastFailure = undefined; }, () => undefined).finally(() => { this.probing = false; });
+      }
+      return { ok: false, detail: `postgres store: ${this.lastFailure} (${pool})` };
+    }
     return { ok: true, detail: `postgres schema ${this.schema}: ${pool}` };
   }
 
