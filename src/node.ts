@@ -20,6 +20,7 @@ import { createEmbeddedStore } from './stores/embedded/index.js';
 import { DeviceAuth } from './registry/device-auth.js';
 import { resolveAdminKey } from './registry/admin-key.js';
 import { Pipeline } from './process/pipeline.js';
+import { startProcessing } from './cluster/process-lease.js';
 import { createApiServer } from './api/server.js';
 import { LiveHub } from './api/live/hub.js';
 import { createMqttSource } from './sources/mqtt/index.js';
@@ -86,10 +87,9 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const deviceAuth = new DeviceAuth(store);
     const hub = new LiveHub(metrics);
     const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, onStored: (write) => hub.publishPoints(write.points) });
-    if (config.process.enabled) {
-      pipeline.start();
-      cleanups.push(() => pipeline.stop());
-    }
+    // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
+    const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' })) : undefined;
+    if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
@@ -100,7 +100,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       components: () => ({
         log: { ok: !log.pressure().overLimit, detail: `lag ${log.pressure().lagRecords} records${log.pressure().overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` },
         store: store.status(),
-        process: config.process.enabled ? pipeline.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },
+        process: processing ? processing.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },
         ...Object.fromEntries(sources.map((s) => [s.name, s.status()])),
       }),
     });

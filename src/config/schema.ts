@@ -61,6 +61,10 @@ export const ConfigSchema = Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),
     batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
   }, { default: {} }),
+  cluster: Type.Object({
+    nodeId: Type.Optional(Type.String({ minLength: 1, description: 'Name of this node in a cluster (log.backend nats://…), shown in other nodes\' /readyz as the processing leader. Unset: the host name and the process id.', env: 'FLUXGATE_NODE_ID', flag: 'node-id' })),
+    leaseTtlMs: Type.Integer({ minimum: 500, default: 4000, description: 'Processing lease time-to-live, ms (4 s): with a nats:// log one node at a time processes; when it dies another takes over after about this long. The first node creates the lease bucket with its value; the others use the bucket\'s.' }),
+  }, { default: {} }),
 });
 
 export type Config = Static<typeof ConfigSchema>;
