@@ -67,7 +67,7 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
 }
 
-interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number; clientCpuUsPerRow: number }
+interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number; clientCpuUsPerRow: number; reads: Record<string, number> }
 
 async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
   const schema = `fluxgate_bench_${randomBytes(4).toString('hex')}`;
@@ -98,6 +98,18 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
     const cpu = process.cpuUsage(cpu0);
     latencies.sort((a, b) => a - b);
     const half = marks[Math.floor(marks.length / 2)] ?? [start, 0];
+    // Reads on the filled store, each the median of 5 (first run warms the plan and cache).
+    const time = async (fn: () => Promise<unknown>) => {
+      const t: number[] = [];
+      for (let i = 0; i < 5; i++) { const t0 = performance.now(); await fn(); t.push(performance.now() - t0); }
+      return +t.sort((a, b) => a - b)[2].toFixed(2);
+    };
+    const reads = {
+      latestMs: await time(() => store.latest('acme', 'dev-777')),
+      rangePage1000AllKeysMs: await time(() => store.range({ tenant: 'acme', device: 'dev-500', from: T0, to: T0 + 86_400_000, limit: 1000 })),
+      dayOf1MinAvgMs: await time(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: T0, to: T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' })),
+      messagesPage100Ms: await time(() => store.messages({ tenant: 'acme', device: 'dev-500', from: T0, to: T0 + 86_400_000, limit: 100 })),
+    };
     // The same batches again: every row conflicts, as after a crash replays the log.
     const r0 = performance.now();
     let replayed = 0;
@@ -109,7 +121,7 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
       lastHalfRowsPerSec: Math.round((rows - half[1]) / ((end - half[0]) / 1000)),
       p50: +pct(latencies, 0.5).toFixed(1), p99: +pct(latencies, 0.99).toFixed(1), replayRowsPerSec: Math.round(replayed / replaySec),
       // This process only (building and sending the batches); the server's CPU is not in it.
-      clientCpuUsPerRow: +((cpu.user + cpu.system) / rows).toFixed(2),
+      clientCpuUsPerRow: +((cpu.user + cpu.system) / rows).toFixed(2), reads,
     };
   } finally {
     await store.close();
@@ -139,6 +151,7 @@ console.log('|---|---|---|---|---|---|---|---|');
 for (const r of results) {
   console.log(`| ${r.mode === 'insert' ? 'INSERT … unnest()' : 'COPY → temp → INSERT'} | ${r.rows.toLocaleString('en')} | ${r.seconds} | ${r.rowsPerSec.toLocaleString('en')} | ${r.lastHalfRowsPerSec.toLocaleString('en')} | ${r.p50} / ${r.p99} | ${r.replayRowsPerSec.toLocaleString('en')} | ${r.clientCpuUsPerRow} |`);
 }
+console.log(`\nReads on the filled store after each phase (median of 5, ms): ${results.map((r) => `${r.mode} ${JSON.stringify(r.reads)}`).join('; ')}`);
 for (const mode of ['insert', 'copy'] as const) {
   const rs = results.filter((r) => r.mode === mode).map((r) => r.rowsPerSec).sort((a, b) => a - b);
   console.log(`${mode}: median ${rs[Math.floor(rs.length / 2)]?.toLocaleString('en')} rows/s over ${rs.length} phase(s)`);
