@@ -32,6 +32,9 @@ if (!process.env.FLUXGATE_BENCH_PINNED) {
   process.exit(r.status ?? 1);
 }
 
+/** Brokers on core 0 (FLUXGATE_BENCH_NOPIN=1 leaves them to the scheduler, for comparison). */
+const PIN = process.env.FLUXGATE_BENCH_NOPIN ? ['-a', '0xffffffff'] : ['-c', '0'];
+
 interface Broker { name: string; port: number; proc: ChildProcess; dir: string }
 
 /** A 100-byte JSON object. */
@@ -50,7 +53,7 @@ async function startFluxgate(): Promise<Broker> {
   const dir = await mkdtemp(join(tmpdir(), 'fluxgate-bench-'));
   const script = new URL('./mqtt-standalone.ts', import.meta.url).pathname;
   const prof = process.env.FLUXGATE_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.FLUXGATE_BENCH_PROF] : [];
-  const proc = spawn('taskset', ['-c', '0', process.execPath, ...prof, '--import', 'tsx', script, '--data-dir', dir, '--devices', String(Math.max(PUBLISHERS, IDLE, 1000))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn('taskset', [...PIN, process.execPath, ...prof, '--import', 'tsx', script, '--data-dir', dir, '--devices', String(Math.max(PUBLISHERS, IDLE, 1000))], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', (l) => resolve(JSON.parse(l).port));
     proc.once('exit', (c) => reject(new Error(`fluxgate exited ${c}`)));
@@ -63,7 +66,7 @@ async function startMosquitto(): Promise<Broker> {
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
   await writeFile(conf, [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'user root', 'max_queued_messages 100000', 'log_type error', 'log_dest stderr', ''].join('\n'));
-  const proc = spawn('taskset', ['-c', '0', 'mosquitto', '-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const proc = spawn('taskset', [...PIN, 'mosquitto', '-c', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
   for (let i = 0; ; i++) {
     const ok = await new Promise<boolean>((r) => { const s = connect(port, '127.0.0.1'); s.once('connect', () => { s.destroy(); r(true); }); s.once('error', () => r(false)); });
     if (ok) break;
@@ -208,12 +211,12 @@ async function fixedRate(port: number, rate: number, stamp = false): Promise<Res
       const due = Math.max(0, Math.floor(rate * elapsed) - sent);
       // Spread over the connections round-robin, one write per connection per tick.
       const per = Math.floor(due / conns.length);
-      let extra = due - per * conns.length;
+      const rest = due - per * conns.length;
       for (let k = 0; k < conns.length; k++) {
-        const n = per + (extra > 0 && k === next ? 1 : 0);
-        if (extra > 0 && k === next) { extra--; next = (next + 1) % conns.length; }
+        const n = per + (((k - next + conns.length) % conns.length) < rest ? 1 : 0);
         if (n > 0) conns[k].sendBatch(frames[k], n, stamp);
       }
+      next = (next + rest) % conns.length;
       sent += due;
     }, 1);
   });

@@ -8,6 +8,7 @@
  *   node --import tsx bench/mqtt-standalone.ts --data-dir DIR [--port 0] [--devices 1000]
  */
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/load.js';
 import { hashToken } from '../src/core/ids.js';
@@ -43,13 +44,21 @@ await log.open();
 const apps = { async authenticate(u: string | undefined, p: Buffer | undefined) { return u === 'app' && p?.toString() === 'app' ? { tenant: 'default', name: 'bench-app' } : undefined; } };
 const source = createMqttSource({ config: config.mqtt, dataDir, log, auth: new DeviceAuth(registry), metrics, logger, apps });
 const [addr] = await source.start();
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const cpuStart = process.cpuUsage();
+const wallStart = performance.now();
 process.stdout.write(JSON.stringify({ port: addr.port, pid: process.pid }) + '\n');
 
 process.once('SIGTERM', () => {
   void (async () => {
     await source.stop();
     await log.close();
-    if (process.env.FLUXGATE_BENCH_METRICS) process.stderr.write(await metrics.registry.metrics());
+    if (process.env.FLUXGATE_BENCH_METRICS) {
+      const cpu = process.cpuUsage(cpuStart);
+      process.stderr.write(await metrics.registry.metrics());
+      process.stderr.write(`event loop delay ms: p50 ${(loopDelay.percentile(50) / 1e6).toFixed(2)} p99 ${(loopDelay.percentile(99) / 1e6).toFixed(2)} max ${(loopDelay.max / 1e6).toFixed(2)}; cpu ${(((cpu.user + cpu.system) / 1000 / (performance.now() - wallStart)) * 100).toFixed(0)} %\n`);
+    }
     process.exit(0);
   })();
 });
