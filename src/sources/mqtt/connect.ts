@@ -73,7 +73,7 @@ export async function handleConnect(conn: Connection, p: IConnectPacket): Promis
 
   if (v5) {
     const props = p.properties ?? {};
-    // [MQTT-3.1.2-?] Receive Maximum 0 and Maximum Packet Size 0 are protocol errors.
+    // §3.1.2.11.3 / §3.1.2.11.4: Receive Maximum 0 and Maximum Packet Size 0 are protocol errors.
     if (props.receiveMaximum === 0 || props.maximumPacketSize === 0) return refuse(conn, 0x82, V3.serverUnavailable, 'protocol');
     conn.clientReceiveMaximum = props.receiveMaximum ?? 65535;
     conn.clientMaxPacket = props.maximumPacketSize ?? 0;

@@ -227,7 +227,7 @@ export class Connection implements SessionConnection {
     const id = p.messageId ?? 0;
     const out = s.inflight.get(id);
     if (!out) return this.send({ cmd: 'pubrel', messageId: id, ...(this.v5 ? { reasonCode: 0x92 } : {}) });
-    // [MQTT-4.3.3-?] a PUBREC with an error reason ends the exchange.
+    // §4.3.3: a PUBREC with a reason code of 0x80 or more ends the exchange.
     if (this.v5 && (p.reasonCode ?? 0) >= 0x80) {
       s.inflight.delete(id);
       return this.pump();

@@ -2,7 +2,7 @@
  * @module Packets from a connected client: PUBLISH (QoS 0/1/2, §4.3) with topic aliases and
  * the device ACL, PUBREL, SUBSCRIBE and UNSUBSCRIBE. A device message is acknowledged
  * (PUBACK / PUBREC) only after the log made it durable; a QoS 2 packet id retried before
- * PUBREL is logged once [MQTT-4.3.3-?]. Routing to subscribers happens after the append.
+ * PUBREL is logged once [MQTT-4.3.3-9]. Routing to subscribers happens after the append.
  */
 import type { IPublishPacket, IPubrelPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet';
 import type { PublishWaiter } from './broker.js';

@@ -21,7 +21,7 @@ export interface Outgoing {
   released: boolean;
 }
 
-/** Largest session expiry: 0xFFFFFFFF means "never expires" [MQTT-3.1.2-?]; we cap it by configuration. */
+/** Largest session expiry: 0xFFFFFFFF means "never expires" (§3.1.2.11.2); we cap it by configuration. */
 export const NEVER_EXPIRES = 0xffffffff;
 
 export class Session {
@@ -31,7 +31,7 @@ export class Session {
   readonly inflight = new Map<number, Outgoing>();
   /** Messages waiting for room in the client's receive window or socket. */
   queue: Outgoing[] = [];
-  /** QoS 2 packet ids received (logged or in flight to the log) and not yet released by PUBREL [MQTT-4.3.3-?]. */
+  /** QoS 2 packet ids received (logged or in flight to the log) and not yet released by PUBREL (§4.3.3). */
   readonly incomingQos2 = new Map<number, 'appending' | 'stored'>();
   /** QoS 2 ids the client sent again (maybe on a new connection) while the first copy was being appended. */
   readonly retriedWhileAppending = new Set<number>();
