@@ -13,7 +13,11 @@ import type { SqlValue } from './codec.js';
 
 export interface LatestEntry { tenantId: number; deviceId: number; keyId: number; ts: number; messageId: string; v: SqlValue }
 
-/** Last write wins by device time; at equal time the larger message id wins. */
+/**
+ * Last write wins by device time; at equal time the larger message id wins. JS compares
+ * UTF-16 units where SQLite compares UTF-8 bytes: the same order except between characters
+ * above U+FFFF and U+E000–U+FFFF, which message ids do not mix in practice.
+ */
 export function wins(ts: number, messageId: string, otherTs: number, otherMessageId: string): boolean {
   return ts > otherTs || (ts === otherTs && messageId > otherMessageId);
 }
