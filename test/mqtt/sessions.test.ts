@@ -1,7 +1,7 @@
 /** @module MQTT sessions across disconnects and node restarts: persistent sessions, retained, wills, expiry, takeover. */
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import type { IDisconnectPacket } from 'mqtt-packet';
+import type { IDisconnectPacket, IPublishPacket } from 'mqtt-packet';
 import { tempDir, waitFor } from '../helpers/wait.js';
 import { Clients, collect, connackOf, startBroker } from './helpers/broker.js';
 import { RawClient } from './helpers/raw.js';
@@ -153,6 +153,41 @@ describe('mqtt - sessions, retained and wills', () => {
       const left = got[0].packet.properties?.messageExpiryInterval ?? 0;
       assert.ok(left > 590 && left <= 600, `expiry left ${left}`);
     } finally {
+      await c.closeAll();
+      await b.stop();
+    }
+  });
+
+  it('unacknowledged deliveries are resent with DUP and the same packet id when the session resumes [MQTT-4.4.0-1]', async () => {
+    const b = await startBroker();
+    const c = new Clients();
+    const first = await RawClient.open(b.port, 5);
+    const second = await RawClient.open(b.port, 5);
+    try {
+      const login = { clientId: 'resend', username: 'app:t1', password: 'app-secret', clean: false, properties: { sessionExpiryInterval: 60 } };
+      await first.connect(login);
+      first.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'resend/#', qos: 2 }] });
+      await first.next('suback');
+      const pub = await c.connect(b.url, { protocolVersion: 5, ...app });
+      await pub.publishAsync('resend/q1', 'one', { qos: 1 });
+      await pub.publishAsync('resend/q2', 'two', { qos: 2 });
+      const p1 = (await first.next('publish')) as IPublishPacket;
+      const p2 = (await first.next('publish')) as IPublishPacket;
+      // QoS 2: PUBREC sent, PUBREL received, PUBCOMP not sent before the connection drops.
+      first.send({ cmd: 'pubrec', messageId: p2.messageId });
+      await first.next('pubrel');
+      first.close();
+      const connack = (await second.connect(login)) as { sessionPresent?: boolean };
+      assert.equal(connack.sessionPresent, true);
+      const again = (await second.next('publish')) as IPublishPacket;
+      assert.deepEqual([again.messageId, again.dup, again.payload.toString()], [p1.messageId, true, 'one']);
+      assert.equal(((await second.next('pubrel')) as { messageId?: number }).messageId, p2.messageId);
+      second.send({ cmd: 'puback', messageId: again.messageId });
+      second.send({ cmd: 'pubcomp', messageId: p2.messageId });
+      await assert.rejects(second.next('publish', 200));
+    } finally {
+      first.close();
+      second.close();
       await c.closeAll();
       await b.stop();
     }

@@ -83,6 +83,6 @@ export class Session {
 
 /** What a session needs from its connection. */
 export interface SessionConnection {
-  /** Sends or queues `out`; returns false when the session's queue passed its bound. */
+  /** Sends `out` or queues it; a queue past mqtt.maxQueuedMessages disconnects the client. */
   deliver(out: Outgoing): void;
 }
