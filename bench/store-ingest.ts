@@ -1,5 +1,5 @@
 /**
- * @module Embedded store ingest through its real Store API (worker thread included): batches
+ * @module Embedded store ingest through its real Store API (worker threads included): batches
  * of 5,000 points from 1,000 devices × 3 keys, one message per device every 30 s, optionally
  * with the raw message archived too. Prints sustained rows/s (and per CPU-second, steadier on
  * a shared machine), writeBatch latency, latest() and range() latency for a dashboard polling
