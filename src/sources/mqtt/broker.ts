@@ -243,8 +243,8 @@ export class Broker {
   /** To the live connection, or into an offline persistent session's bounded queue (QoS 1/2 only). */
   deliver(s: Session, out: Outgoing): void {
     if (s.conn) return s.conn.deliver(out);
-    if (!s.persistent || out.qos === 0) return void this.metrics.dropped.labels('offline_qos0').inc();
-    if (s.queue.length >= this.config.maxOfflineMessages) return void this.metrics.dropped.labels('offline_queue_full').inc();
+    if (!s.persistent || out.qos === 0) return void this.metrics.dropped.labels(s.tenant, 'offline_qos0').inc();
+    if (s.queue.length >= this.config.maxOfflineMessages) return void this.metrics.dropped.labels(s.tenant, 'offline_queue_full').inc();
     s.queue.push(out);
     this.store.saveQueued(s, out);
   }

@@ -168,7 +168,7 @@ export class Connection implements SessionConnection {
     // [MQTT-3.3.4-9] no more QoS 1/2 in flight than the client's Receive Maximum.
     if (out.qos > 0 && s.inflight.size >= this.clientReceiveMaximum) return false;
     if (out.msg.expiresAt !== undefined && out.msg.expiresAt <= Date.now()) {
-      this.broker.metrics.dropped.labels('expired').inc();
+      this.broker.metrics.dropped.labels(s.tenant, 'expired').inc();
       return true;
     }
     if (out.qos > 0) {
@@ -206,7 +206,7 @@ export class Connection implements SessionConnection {
     }
     const buf = generate(packet, { protocolVersion: this.version });
     if (this.clientMaxPacket > 0 && buf.length > this.clientMaxPacket) {
-      this.broker.metrics.dropped.labels('too_large').inc();
+      this.broker.metrics.dropped.labels(this.session?.tenant ?? '', 'too_large').inc();
       return false;
     }
     if (newAlias !== undefined) this.outAliases.set(m.topic, newAlias);

@@ -23,7 +23,7 @@ export class MqttMetrics {
   readonly pubackSeconds: Histogram<string>;
   readonly backpressureSeconds: Counter<string>;
   readonly slowSubscribers: Counter<string>;
-  readonly dropped: Counter<'reason'>;
+  readonly dropped: Counter<'tenant' | 'reason'>;
   readonly closed: Counter<'reason'>;
   private readonly inChildren = new Map<string, { inc(n?: number): void }>();
   private readonly outChildren = new Map<string, { inc(n?: number): void }>();
@@ -45,7 +45,7 @@ export class MqttMetrics {
     this.pubackSeconds = reuse(r, 'fluxgate_mqtt_puback_seconds', () => new Histogram({ name: 'fluxgate_mqtt_puback_seconds', help: 'Time from a QoS 1/2 PUBLISH received to its PUBACK/PUBREC sent (includes the durable log append).', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1], registers }));
     this.backpressureSeconds = reuse(r, 'fluxgate_mqtt_backpressure_seconds_total', () => new Counter({ name: 'fluxgate_mqtt_backpressure_seconds_total', help: 'Seconds the broker stopped reading sockets because the log was over its limit.', registers }));
     this.slowSubscribers = reuse(r, 'fluxgate_mqtt_slow_subscribers_total', () => new Counter({ name: 'fluxgate_mqtt_slow_subscribers_total', help: 'Subscribers disconnected because their queue passed mqtt.maxQueuedMessages.', registers }));
-    this.dropped = reuse(r, 'fluxgate_mqtt_messages_dropped_total', () => new Counter({ name: 'fluxgate_mqtt_messages_dropped_total', help: 'Messages not delivered to a subscriber, by reason (expired, too_large, offline_queue_full, qos0_offline).', labelNames: ['reason'] as const, registers }));
+    this.dropped = reuse(r, 'fluxgate_mqtt_messages_dropped_total', () => new Counter({ name: 'fluxgate_mqtt_messages_dropped_total', help: 'Messages not delivered to a subscriber, by tenant and reason (expired, too_large, offline_queue_full, offline_qos0).', labelNames: ['tenant', 'reason'] as const, registers }));
     this.closed = reuse(r, 'fluxgate_mqtt_disconnects_total', () => new Counter({ name: 'fluxgate_mqtt_disconnects_total', help: 'Connections closed by the broker, by reason (malformed, too_large, protocol, keepalive, connect_timeout, slow, takeover, shutdown, error).', labelNames: ['reason'] as const, registers }));
   }
 
