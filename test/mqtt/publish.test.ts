@@ -55,6 +55,25 @@ describe('mqtt - device publishes', () => {
     }
   });
 
+  it('metrics: connections, packets by type, publishes by QoS and outcome, PUBACK latency, accepted messages', async () => {
+    const c = new Clients();
+    try {
+      const client = await c.connect(b.url, { protocolVersion: 5, username: token });
+      await client.publishAsync('devices/d1/telemetry', '{"m":1}', { qos: 1 });
+      const text = await b.metrics.registry.metrics();
+      assert.match(text, /^fluxgate_mqtt_connections [1-9]/m);
+      assert.match(text, /^fluxgate_mqtt_connects_total\{outcome="accepted"\} [1-9]/m);
+      assert.match(text, /^fluxgate_mqtt_packets_received_total\{type="publish"\} [1-9]/m);
+      assert.match(text, /^fluxgate_mqtt_packets_sent_total\{type="puback"\} [1-9]/m);
+      assert.match(text, /^fluxgate_mqtt_publishes_total\{tenant="t1",qos="1",outcome="accepted"\} [1-9]/m);
+      assert.match(text, /^fluxgate_mqtt_puback_seconds_count [1-9]/m);
+      assert.match(text, /^fluxgate_mqtt_backpressure_seconds_total \d/m);
+      assert.match(text, /^fluxgate_messages_total\{tenant="t1",protocol="mqtt",outcome="accepted"\} [1-9]/m);
+    } finally {
+      await c.closeAll();
+    }
+  });
+
   it('PUBACK and PUBREC are sent only once the log holds the message', async () => {
     const raw = await RawClient.open(b.port, 5);
     try {
