@@ -46,11 +46,16 @@ function startHelp(): string {
   return `fluxgate start — run one node\n\nEvery setting: flag, environment twin, meaning (defaults in docs/configuration.md).\n  --config FILE                  FLUXGATE_CONFIG                      JSON config file\n${rows.join('\n')}`;
 }
 
+/** A backend URL without its password. */
+const redact = (url: string) => url.replace(/\/\/([^:@/]+):[^@/]*@/g, '//$1:***@');
+
 function banner(node: RunningNode): string {
   const at = (name: string) => node.addresses.find((a) => a.name === name)?.url;
   const http = node.httpUrl;
   const lines = [
-    `Fluxgate ${VERSION} is running — embedded log and store in ${node.dataDir}`,
+    `Fluxgate ${VERSION} is running — data in ${node.dataDir}`,
+    `  log        ${node.config.log.backend === 'file' ? `write-ahead log in ${node.dataDir}/log` : `NATS JetStream ${redact(node.config.log.backend)}`}` +
+      `   store ${node.config.store.backend === 'embedded' ? `SQLite in ${node.dataDir}/store` : `PostgreSQL ${redact(node.config.store.backend)}`}`,
     `  HTTP       ${http}   REST /api/v1 · OpenAPI ${http}/docs · ${http}/metrics · ${http}/readyz`,
   ];
   if (at('mqtt')) lines.push(`  MQTT       ${at('mqtt')}${at('mqtt-tls') ? `   TLS ${at('mqtt-tls')}` : ''}   WebSocket ${at('mqtt-ws')}`);

@@ -17,6 +17,7 @@ import type { Store } from './stores/store.js';
 import { createFileLog } from './log/wal/index.js';
 import { createJetStreamLog } from './log/jetstream/index.js';
 import { createEmbeddedStore } from './stores/embedded/index.js';
+import { createPostgresStore } from './stores/postgres/index.js';
 import { DeviceAuth } from './registry/device-auth.js';
 import { resolveAdminKey } from './registry/admin-key.js';
 import { Pipeline } from './process/pipeline.js';
@@ -55,7 +56,8 @@ function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Lo
 
 function createStore(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Store {
   if (config.store.backend === 'embedded') return createEmbeddedStore({ dir: join(dataDir, 'store'), metrics, logger: logger.child({ component: 'store' }) });
-  throw new FluxgateError('CONFIG_INVALID', `store.backend ${JSON.stringify(config.store.backend)} (--store, FLUXGATE_STORE) is not available in this build: use "embedded" (PostgreSQL comes with cluster mode)`);
+  if (/^postgres(ql)?:\/\//.test(config.store.backend)) return createPostgresStore({ url: config.store.backend, schema: config.store.schema, metrics, logger: logger.child({ component: 'store' }) });
+  throw new FluxgateError('CONFIG_INVALID', `store.backend ${JSON.stringify(config.store.backend)} (--store, FLUXGATE_STORE) is not understood: use "embedded" or postgres://user@host:5432/db`);
 }
 
 async function prepareDataDir(dir: string): Promise<void> {

@@ -53,7 +53,8 @@ export const ConfigSchema = Type.Object({
     maxLagRecords: Type.Integer({ minimum: 1, default: 500000, description: 'When processing is this many records behind, sources slow down (HTTP 503, MQTT stops reading).' }),
   }, { default: {} }),
   store: Type.Object({
-    backend: Type.String({ default: 'embedded', description: '"embedded" (SQLite in <dataDir>/store) or postgres://… for PostgreSQL.', env: 'FLUXGATE_STORE', flag: 'store' }),
+    backend: Type.String({ default: 'embedded', description: '"embedded" (SQLite in <dataDir>/store) or postgres://user[:password]@host:5432/db for PostgreSQL.', env: 'FLUXGATE_STORE', flag: 'store' }),
+    schema: Type.String({ default: 'fluxgate', minLength: 1, pattern: '^[a-z_][a-z0-9_]*$', description: 'PostgreSQL schema for the store tables (store.backend postgres://…); created if missing.' }),
     rawRetentionDays: Type.Number({ minimum: 0, default: 3, description: 'Raw history and archived messages older than this are deleted, days (0 keeps them forever).' }),
     retentionIntervalMs: Type.Integer({ minimum: 1000, default: HOUR, description: 'How often retention runs, ms (1 hour).' }),
   }, { default: {} }),
