@@ -184,6 +184,29 @@ describe('embedded store', () => {
     });
   }));
 
+  it('a worker that dies fails the calls after it with STORE_UNAVAILABLE, and /readyz says so', () => withDir(async (dir) => {
+    const s = new EmbeddedStore({ dir });
+    await s.open();
+    try {
+      await s.writeBatch({ points: [pt(T0, 1)], messages: [], deadLetters: [] });
+      // Reach inside to kill the writer, as a native crash would.
+      const workers = (s as unknown as { workers: Map<string, import('node:worker_threads').Worker> }).workers;
+      const inFlight = s.writeBatch({ points: [pt(T0 + 1, 2)], messages: [], deadLetters: [] });
+      await workers.get('writer')!.terminate();
+      // The call in flight either made it before the kill or fails; it never hangs.
+      await inFlight.catch((err: unknown) => assert.ok(isFluxgateError(err, 'STORE_UNAVAILABLE')));
+      await assert.rejects(s.latest('acme', 'd1'), { code: 'STORE_UNAVAILABLE' });
+      assert.equal(s.status().ok, false);
+      assert.match(s.status().detail ?? '', /worker exited/);
+    } finally {
+      await s.close();
+    }
+    // What was committed before the crash is there for the next store.
+    await withStore(dir, async (again) => {
+      assert.equal((await again.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10, limit: 10 })).items[0]?.value, 1);
+    });
+  }));
+
   it('the worker starts when tsx is registered at run time, as bin/fluxgate.js does', () => withDir(async (dir) => {
     const script = fileURLToPath(new URL('./fixtures/register-store.mjs', import.meta.url));
     // execArgv is empty: no --import tsx for the child or its worker to inherit.
