@@ -47,7 +47,7 @@ const MIGRATIONS: Array<(s: string) => string> = [
     project text COLLATE "C" NOT NULL, topic text NOT NULL, kind text NOT NULL, receive_time bigint NOT NULL, payload bytea NOT NULL,
     PRIMARY KEY (tenant, ts, device, message_id)
   ) PARTITION BY RANGE (ts);
-  CREATE INDEX messages_by_device ON ${s}.messages (tenant, device, ts);
+  CREATE INDEX messages_by_device ON ${s}.messages (tenant, device, ts, message_id);
   CREATE TABLE ${s}.dead_letters (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant text COLLATE "C" NOT NULL, project text NOT NULL, device text COLLATE "C" NOT NULL, topic text NOT NULL,
