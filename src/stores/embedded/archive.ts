@@ -59,7 +59,8 @@ export class Archive {
       if (id === undefined) return { items: [] };
       p = id;
     }
-    const params = { t: tenantId, lo: q.from, to: q.to, p, cts, cdev, cmsg, limit: limit + 1 };
+    // Seeking from the cursor's time, not from `from`, keeps every page as cheap as the first.
+    const params = { t: tenantId, lo: Math.max(q.from, cts), to: q.to, p, cts, cdev, cmsg, limit: limit + 1 };
     let rows: MessageRow[];
     if (q.device !== undefined) {
       const dev = this.names.find(NameKind.device, tenantId, q.device);
