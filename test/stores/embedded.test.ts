@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -205,6 +206,15 @@ describe('embedded store', () => {
     await withStore(dir, async (again) => {
       assert.equal((await again.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + 10, limit: 10 })).items[0]?.value, 1);
     });
+  }));
+
+  it('a store file that cannot be opened is DATA_DIR_UNUSABLE, naming the file', () => withDir(async (dir) => {
+    // A directory where the database file should be: SQLite cannot open it.
+    await mkdir(join(dir, 'store.db'));
+    const s = new EmbeddedStore({ dir });
+    await assert.rejects(s.open(), (err: unknown) => isFluxgateError(err, 'DATA_DIR_UNUSABLE') && err.message.includes(join(dir, 'store.db')));
+    assert.equal(s.status().ok, false);
+    await s.close();
   }));
 
   it('the worker starts when tsx is registered at run time, as bin/fluxgate.js does', () => withDir(async (dir) => {

@@ -165,7 +165,9 @@ export class EmbeddedStore implements Store {
             worker.removeAllListeners('error').removeAllListeners('exit');
             resolve(worker);
           } else if (m.event === 'open-failed') {
-            reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store cannot open ${this.opts.dir}: ${m.error.message}`, { cause: fromWireError(m.error) }));
+            // A file SQLite may not create or write is the operator's to fix: name the directory.
+            const dirProblem = /^SQLITE_(CANTOPEN|READONLY|PERM|FULL)/.test(m.error.sqlite ?? '');
+            reject(new FluxgateError(dirProblem ? 'DATA_DIR_UNUSABLE' : 'STORE_UNAVAILABLE', `embedded store cannot open ${join(this.opts.dir, 'store.db')}: ${m.error.message}`, { cause: fromWireError(m.error) }));
           } else if (m.event === 'compacted') {
             this.compaction?.observe(m.seconds);
             this.opts.logger?.debug({ rows: m.rows, seconds: m.seconds }, 'embedded store compacted staged rows');
