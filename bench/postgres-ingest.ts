@@ -11,6 +11,7 @@
  *     [--rows 1000000] [--seconds 15] [--rounds 2] [--inflight 1] [--messages]
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -67,7 +68,32 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
 }
 
-interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number; clientCpuUsPerRow: number; reads: Record<string, number> }
+interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number; clientCpuUsPerRow: number; serverCpuUsPerRow: number; reads: Record<string, number> }
+
+/**
+ * CPU time of the store's server sessions (found by their application name), read from
+ * /proc when the server runs on this machine; the pool opens them at open() and keeps them
+ * through the phase, so this is the server's work for the phase (WAL writer and checkpointer
+ * excluded). NaN when /proc does not show them.
+ */
+async function backendCpuUs(schema: string): Promise<number> {
+  const c = new pg.Client({ connectionString: args.url });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [`fluxgate ${schema}`]);
+    let ticks = 0;
+    for (const { pid } of rows) {
+      // Fields after the command name: utime is the 12th, stime the 13th (clock ticks, 100 per second).
+      const after = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(after[11]) + Number(after[12]);
+    }
+    return rows.length ? ticks * 10_000 : NaN;
+  } catch {
+    return NaN;
+  } finally {
+    await c.end();
+  }
+}
 
 async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
   const schema = `fluxgate_bench_${randomBytes(4).toString('hex')}`;
@@ -96,6 +122,7 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
     }));
     const end = performance.now();
     const cpu = process.cpuUsage(cpu0);
+    const serverCpuUs = await backendCpuUs(schema);
     latencies.sort((a, b) => a - b);
     const half = marks[Math.floor(marks.length / 2)] ?? [start, 0];
     // Reads on the filled store, each the median of 5 (first run warms the plan and cache).
@@ -121,7 +148,7 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
       lastHalfRowsPerSec: Math.round((rows - half[1]) / ((end - half[0]) / 1000)),
       p50: +pct(latencies, 0.5).toFixed(1), p99: +pct(latencies, 0.99).toFixed(1), replayRowsPerSec: Math.round(replayed / replaySec),
       // This process only (building and sending the batches); the server's CPU is not in it.
-      clientCpuUsPerRow: +((cpu.user + cpu.system) / rows).toFixed(2), reads,
+      clientCpuUsPerRow: +((cpu.user + cpu.system) / rows).toFixed(2), serverCpuUsPerRow: +(serverCpuUs / rows).toFixed(2), reads,
     };
   } finally {
     await store.close();
@@ -146,10 +173,10 @@ await c.connect();
 const version = (await c.query<{ server_version: string }>('SHOW server_version')).rows[0].server_version;
 await c.end();
 console.log(`\nPostgreSQL ${version}, ${cpus().length} cores, load average ${loadavg()[0].toFixed(2)}; batch ${BATCH}, in flight ${INFLIGHT}, archive ${args.messages ? 'yes' : 'no'}`);
-console.log('\n| ingest | rows | seconds | rows/s (overall) | rows/s (second half) | writeBatch p50 / p99 ms | replay rows/s (all duplicates) | client CPU µs/row |');
-console.log('|---|---|---|---|---|---|---|---|');
+console.log('\n| ingest | rows | seconds | rows/s (overall) | rows/s (second half) | writeBatch p50 / p99 ms | replay rows/s (all duplicates) | client CPU µs/row | server CPU µs/row |');
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const r of results) {
-  console.log(`| ${r.mode === 'insert' ? 'INSERT … unnest()' : 'COPY → temp → INSERT'} | ${r.rows.toLocaleString('en')} | ${r.seconds} | ${r.rowsPerSec.toLocaleString('en')} | ${r.lastHalfRowsPerSec.toLocaleString('en')} | ${r.p50} / ${r.p99} | ${r.replayRowsPerSec.toLocaleString('en')} | ${r.clientCpuUsPerRow} |`);
+  console.log(`| ${r.mode === 'insert' ? 'INSERT … unnest()' : 'COPY → temp → INSERT'} | ${r.rows.toLocaleString('en')} | ${r.seconds} | ${r.rowsPerSec.toLocaleString('en')} | ${r.lastHalfRowsPerSec.toLocaleString('en')} | ${r.p50} / ${r.p99} | ${r.replayRowsPerSec.toLocaleString('en')} | ${r.clientCpuUsPerRow} | ${r.serverCpuUsPerRow} |`);
 }
 console.log(`\nReads on the filled store after each phase (median of 5, ms): ${results.map((r) => `${r.mode} ${JSON.stringify(r.reads)}`).join('; ')}`);
 for (const mode of ['insert', 'copy'] as const) {
