@@ -108,17 +108,10 @@ export class EmbeddedStore implements Store {
     return { ok: false, detail: this.state === 'failed' ? `embedded store failed: ${this.failure}` : `embedded store is ${this.state}` };
   }
 
+  /** Write latency and stored points are measured by processing (src/process/pipeline.ts), for every backend alike. */
   async writeBatch(batch: WriteBatch): Promise<void> {
-    const started = performance.now();
     const { wire, transfer } = encodeBatch(batch);
     await this.send('writeBatch', [wire], false, transfer, 'writer');
-    const m = this.opts.metrics;
-    if (m) {
-      m.storeWriteSeconds.observe((performance.now() - started) / 1000);
-      const perTenant = new Map<string, number>();
-      for (const p of batch.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
-      for (const [tenant, n] of perTenant) m.pointsStored.inc({ tenant }, n);
-    }
   }
 
   latest(tenant: string, device: string): Promise<LatestValue[]> { return this.call('latest', [tenant, device]); }
