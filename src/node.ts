@@ -24,6 +24,7 @@ import { Pipeline } from './process/pipeline.js';
 import { startProcessing } from './cluster/process-lease.js';
 import { createApiServer } from './api/server.js';
 import { LiveHub } from './api/live/hub.js';
+import { Admission } from './sources/admission.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
 
@@ -88,6 +89,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
 
     const deviceAuth = new DeviceAuth(store);
     const hub = new LiveHub(metrics);
+    const admission = new Admission(log, config.log.shedSnapshotsAtRecords, metrics);
     const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, onStored: (write) => hub.publishPoints(write.points) });
     // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' })) : undefined;
@@ -96,12 +98,13 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
-      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub,
+      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       accepting: () => accepting,
       components: () => ({
         log: { ok: !log.pressure().overLimit, detail: `lag ${log.pressure().lagRecords} records${log.pressure().overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` },
         store: store.status(),
+        admission: admission.status(),
         process: processing ? processing.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },
         ...Object.fromEntries(sources.map((s) => [s.name, s.status()])),
       }),

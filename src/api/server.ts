@@ -21,6 +21,7 @@ import { messageRoutes } from './rest/messages.js';
 import { deadLetterRoutes } from './rest/dead-letters.js';
 import { liveRoutes } from './live/routes.js';
 import type { LiveHub } from './live/hub.js';
+import type { Admission } from '../sources/admission.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const higher = (a: string, b: string) => (LEVELS.indexOf(a) > LEVELS.indexOf(b) ? a : b);
@@ -38,6 +39,7 @@ export interface ApiServerOptions {
   accepting: () => boolean;
   version: string;
   hub: LiveHub;
+  admission: Admission;
 }
 
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
@@ -68,7 +70,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
     return reply.header('content-type', opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
   });
-  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, accepting: opts.accepting });
+  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, admission: opts.admission, accepting: opts.accepting });
   await app.register(deviceRoutes, { store: opts.store, deviceAuth: opts.deviceAuth, apiAuth });
   await app.register(telemetryRoutes, { store: opts.store, apiAuth });
   await app.register(messageRoutes, { store: opts.store, apiAuth });

@@ -50,6 +50,7 @@ export const ConfigSchema = Type.Object({
     retentionHours: Type.Number({ minimum: 0, default: 72, description: 'Processed log segments older than this are deleted, hours (3 days; 0 = no age limit).' }),
     retentionBytes: Type.Integer({ minimum: 0, default: 10 * 1024 * MiB, description: 'Processed log segments beyond this total size are deleted oldest first, bytes (10 GiB; 0 = no size limit).' }),
     replicas: Type.Integer({ minimum: 1, maximum: 5, default: 1, description: 'JetStream stream replicas (log.backend nats://…); 3 in production on a 3-server NATS cluster.' }),
+    shedSnapshotsAtRecords: Type.Integer({ minimum: 1, default: 250000, description: 'When processing is this many records behind, sources refuse snapshots (counted) and still take events and telemetry. Keep it below log.maxLagRecords.' }),
     maxLagRecords: Type.Integer({ minimum: 1, default: 500000, description: 'When processing is this many records behind, sources slow down (HTTP 503, MQTT stops reading).' }),
   }, { default: {} }),
   store: Type.Object({

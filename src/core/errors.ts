@@ -37,6 +37,7 @@ export const ERRORS = {
   PAYLOAD_TOO_LARGE: { status: 413, mqtt5: 0x95, coap: '4.13', meaning: 'The message is larger than the configured limit.', solve: 'Split the batch or raise the named limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, coap: '4.15', meaning: 'The content type is not accepted.', solve: 'Send `Content-Type: application/json`.' },
   LOG_OVERLOADED: { status: 503, mqtt5: 0x89, coap: '5.03', retryable: true, meaning: 'The log or processing is behind past its limit; the node is slowing sources down.', solve: 'Retry after the Retry-After seconds; if it persists, add capacity or raise log.maxLagRecords.' },
+  SNAPSHOT_SHED: { status: 503, mqtt5: 0x97, coap: '5.03', meaning: 'Processing is behind: snapshots are shed first while events and telemetry are still taken.', solve: 'Nothing to do on the device: the next periodic snapshot is taken once processing catches up. Operators: see fluxgate_snapshots_shed_total and log.shedSnapshotsAtRecords.' },
   LOG_UNAVAILABLE: { status: 503, mqtt5: 0x80, coap: '5.03', retryable: true, meaning: 'The log could not make the message durable.', solve: 'Retry; check the disk or the log backend named in /readyz.' },
   STORE_UNAVAILABLE: { status: 503, coap: '5.03', retryable: true, meaning: 'The store could not answer.', solve: 'Retry; check the store named in /readyz.' },
   SHUTTING_DOWN: { status: 503, mqtt5: 0x8b, coap: '5.03', retryable: true, meaning: 'The node is stopping and takes no new messages.', solve: 'Retry against another node or after the restart.' },

@@ -138,3 +138,27 @@ describe('http ingest - overload', () => {
     }
   });
 });
+
+describe('http ingest - shedding', () => {
+  it('refuses snapshots first when processing lags, counts them, and still takes events', async () => {
+    const t = await startTestNode({ process: { enabled: false }, log: { maxLagRecords: 100, shedSnapshotsAtRecords: 2 } });
+    try {
+      const token = await t.createDevice('fleet-1');
+      const send = (kind: string, body: unknown) => post(t.url, `/api/v1/devices/fleet-1/${kind}`, JSON.stringify(body), { authorization: `Bearer ${token}` });
+      assert.equal((await send('snapshot', { a: 1 })).status, 202, 'below the threshold snapshots are taken');
+      assert.equal((await send('telemetry', { b: 1 })).status, 202);
+      const shed = await send('snapshot', { a: 2 });
+      assert.equal(shed.status, 503);
+      assert.equal((await shed.json()).code, 'SNAPSHOT_SHED');
+      assert.equal((await send('events', { door: 'open' })).status, 202, 'events are never shed');
+      assert.equal((await send('telemetry', { b: 2 })).status, 202);
+      const metrics = await (await fetch(t.url + '/metrics')).text();
+      assert.match(metrics, /fluxgate_snapshots_shed_total\{tenant="default",protocol="http"\} 1/);
+      assert.match(metrics, /fluxgate_messages_total\{tenant="default",protocol="http",outcome="shed"\} 1/);
+      const ready = await (await fetch(t.url + '/readyz')).json();
+      assert.match(ready.components.admission.detail, /shedding snapshots/);
+    } finally {
+      await t.stop();
+    }
+  });
+});

@@ -17,6 +17,7 @@ import type { DeviceAuth, DeviceIdentity } from '../../registry/device-auth.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { parseDeviceTime } from '../../process/decode.js';
 import { bearerToken } from '../../api/auth.js';
+import type { Admission } from '../admission.js';
 
 export interface HttpIngestOptions {
   log: Log;
@@ -24,6 +25,7 @@ export interface HttpIngestOptions {
   metrics: Metrics;
   bodyLimitBytes: number;
   retryAfterSeconds: number;
+  admission: Admission;
   /** False while the node is stopping: new messages get 503 SHUTTING_DOWN. */
   accepting: () => boolean;
 }
@@ -41,6 +43,7 @@ function outcomeOf(err: unknown): string {
     case 'UNAUTHENTICATED': return 'unauthenticated';
     case 'FORBIDDEN': case 'DEVICE_DISABLED': case 'DEVICE_MISMATCH': return 'forbidden';
     case 'LOG_OVERLOADED': case 'SHUTTING_DOWN': case 'LOG_UNAVAILABLE': return 'overloaded';
+    case 'SNAPSHOT_SHED': return 'shed';
     default: return 'bad_request';
   }
 }
@@ -100,8 +103,13 @@ export async function httpIngestRoutes(app: FastifyInstance, opts: HttpIngestOpt
     try {
       const key = req.headers['idempotency-key'];
       const envelopes = envelopesOf(req.body, who, kind, typeof key === 'string' ? key : undefined, Date.now());
-      if (log.pressure().overLimit) {
+      const decision = opts.admission.decide(kind);
+      if (decision === 'slow-down') {
         throw new FluxgateError('LOG_OVERLOADED', 'processing is behind past log.maxLagRecords: retry after the Retry-After seconds', { details: { retryAfterSeconds: opts.retryAfterSeconds } });
+      }
+      if (decision === 'shed') {
+        opts.admission.shed(who.tenant, 'http', envelopes.length);
+        throw new FluxgateError('SNAPSHOT_SHED', 'processing is behind: this snapshot was not taken (events and telemetry still are); the next periodic snapshot will be');
       }
       const end = metrics.logAppendSeconds.startTimer();
       await log.append(envelopes);
