@@ -24,6 +24,7 @@ import { Pipeline } from './process/pipeline.js';
 import { startProcessing } from './cluster/process-lease.js';
 import { createApiServer } from './api/server.js';
 import { LiveHub } from './api/live/hub.js';
+import { relayLiveOverNats } from './api/live/nats-relay.js';
 import { Admission } from './sources/admission.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
@@ -90,6 +91,10 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const deviceAuth = new DeviceAuth(store);
     const hub = new LiveHub(metrics);
     const admission = new Admission(log, config.log.shedSnapshotsAtRecords, metrics);
+    if (/^nats:\/\//.test(config.log.backend)) {
+      const relay = await relayLiveOverNats(hub, config.log.backend.split(',').map((u) => u.trim()), logger.child({ component: 'live' }));
+      cleanups.push(() => relay.close());
+    }
     const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, onStored: (write) => hub.publishPoints(write.points) });
     // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' })) : undefined;
