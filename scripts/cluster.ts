@@ -6,7 +6,7 @@
  * process runs detached; its pid, ports and log file go into the state directory, and `stop`
  * ends exactly those pids (after checking each still runs the program it started).
  *
- *   scripts/cluster start [--nodes 3] [--store postgres://…] [--dir DIR] [--http-port N] [--mqtt-port N]
+ *   scripts/cluster start [--nodes 3] [--store postgres://…] [--schema S] [--dir DIR] [--http-port N] [--mqtt-port N]
  *   scripts/cluster status [--dir DIR]
  *   scripts/cluster kill NAME [--dir DIR]      SIGKILL one process (node-2, nats-1, haproxy): a failover drill
  *   scripts/cluster revive NAME [--dir DIR]    start it again with the same ports and data
@@ -33,7 +33,7 @@ const NATS_BIN = find(['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/lo
 const HAPROXY_BIN = find(['/usr/sbin/haproxy', '/usr/bin/haproxy', '/usr/local/sbin/haproxy']);
 
 interface Proc { name: string; pid: number; cmd: string; args: string[]; env: Record<string, string>; log: string; marker: string; ports: Record<string, number> }
-interface State { dir: string; adminKey: string; store: string; natsUrls: string[]; haproxy: { httpPort: number; mqttPort: number; statsPort: number }; procs: Proc[] }
+interface State { dir: string; adminKey: string; store: string; schema?: string; natsUrls: string[]; haproxy: { httpPort: number; mqttPort: number; statsPort: number }; procs: Proc[] }
 
 function parse(argv: string[]): { cmd?: string; pos: string[]; flags: Record<string, string> } {
   const pos: string[] = [];
@@ -156,7 +156,7 @@ async function start(flags: Record<string, string>): Promise<void> {
   const store = flags.store ?? 'embedded';
   await mkdir(join(dir, 'logs'), { recursive: true });
   const s: State = {
-    dir, adminKey: randomBytes(16).toString('hex'), store, natsUrls: [],
+    dir, adminKey: randomBytes(16).toString('hex'), store, schema: flags.schema, natsUrls: [],
     haproxy: { httpPort: Number(flags['http-port'] ?? 0) || await freePort(), mqttPort: Number(flags['mqtt-port'] ?? 0) || await freePort(), statsPort: await freePort() },
     procs: [],
   };
@@ -194,6 +194,7 @@ async function start(flags: Record<string, string>): Promise<void> {
       const env: Record<string, string> = {
         FLUXGATE_DATA_DIR: data, FLUXGATE_HTTP_HOST: '127.0.0.1', FLUXGATE_HTTP_PORT: String(http), FLUXGATE_MQTT_HOST: '127.0.0.1', FLUXGATE_MQTT_PORT: String(mqtt),
         FLUXGATE_LOG: s.natsUrls.join(','), FLUXGATE_LOG_REPLICAS: '3', FLUXGATE_NODE_ID: name, FLUXGATE_ADMIN_KEY: s.adminKey, FLUXGATE_STORE: store,
+        ...(flags.schema ? { FLUXGATE_STORE_SCHEMA: flags.schema } : {}),
       };
       const p = launch({ name, cmd: process.execPath, args: [CLI, 'start', '--data-dir', data], env, log: join(dir, 'logs', `${name}.log`), marker: data, ports: { http, mqtt } });
       s.procs.push(p);
@@ -259,7 +260,7 @@ async function status(s: State): Promise<void> {
       console.log(`\nHAProxy sees: ${[...byServer].map(([k, v]) => `${k} (${v.join(', ')})`).join('; ')}`);
     } catch (err) { console.log(`\nHAProxy stats: ${(err as Error).message}`); }
   }
-  console.log(`\nadmin key: ${s.adminKey}   store: ${s.store}   NATS: ${s.natsUrls.join(',')}`);
+  console.log(`\nadmin key: ${s.adminKey}   store: ${s.store}${s.schema ? ` (schema ${s.schema})` : ''}   NATS: ${s.natsUrls.join(',')}`);
 }
 
 async function stop(s: State, clean: boolean): Promise<void> {

@@ -41,8 +41,11 @@ export interface LocalCluster {
   mqttPort: number;
   statsUrl: string;
   haproxyOutput: () => string;
+  haproxyPid: number | undefined;
   /** SIGKILLs node i and waits until it is gone. */
   killNode(i: number): Promise<void>;
+  /** Starts node i again on its data dir and ports; resolves once HAProxy has it UP again. */
+  restartNode(i: number): Promise<void>;
   /** The /readyz body of node i. */
   readyz(i: number): Promise<any>;
   cleanup(): Promise<void>;
@@ -76,6 +79,7 @@ export async function startLocalCluster(opts: ClusterOptions = {}): Promise<Loca
   let nats: NatsCluster | undefined;
   let haproxy: ChildProcess | undefined;
   let haproxyOut = '';
+  let respawn: ((i: number, ports?: { httpPort: number; mqttPort: number }) => Promise<void>) | undefined;
   const stopChild = async (c: ChildProcess, signal: NodeJS.Signals): Promise<void> => {
     if (c.exitCode === null && c.signalCode === null) {
       const gone = new Promise((r) => c.once('exit', r));
@@ -104,15 +108,17 @@ export async function startLocalCluster(opts: ClusterOptions = {}): Promise<Loca
       ...(opts.store ? { FLUXGATE_STORE: opts.store } : {}), ...opts.env,
     };
     // One after the other: the first creates the stream and the lease bucket.
-    for (let i = 0; i < count; i++) {
+    const spawnAt = async (i: number, ports?: { httpPort: number; mqttPort: number }): Promise<void> => {
       const name = `node-${i + 1}`;
       const dir = join(tmp.dir, name);
-      const n = await spawnNode(dir, { ...env, FLUXGATE_NODE_ID: name });
+      const n = await spawnNode(dir, { ...env, FLUXGATE_NODE_ID: name, ...(ports ? { FLUXGATE_HTTP_PORT: String(ports.httpPort), FLUXGATE_MQTT_PORT: String(ports.mqttPort) } : {}) });
       alive.add(n.child);
       const httpPort = Number(new URL(n.url).port);
-      nodes.push({ name, dir, child: n.child, url: n.url, httpPort, mqttPort: n.mqttPort!, running: true, output: n.output });
-      n.child.once('exit', () => { nodes[i]!.running = false; });
-    }
+      nodes[i] = { name, dir, child: n.child, url: n.url, httpPort, mqttPort: n.mqttPort!, running: true, output: n.output };
+      n.child.once('exit', () => { if (nodes[i]!.child === n.child) nodes[i]!.running = false; });
+    };
+    respawn = spawnAt;
+    for (let i = 0; i < count; i++) await spawnAt(i);
     const ports = { mqttPort: await freePort(), httpPort: await freePort(), statsPort: await freePort() };
     const cfg = join(tmp.dir, 'haproxy.cfg');
     await writeFile(cfg, haproxyConfig({ ...ports, nodes: nodes.map((n) => ({ name: n.name, host: '127.0.0.1', httpPort: n.httpPort, mqttPort: n.mqttPort })) }));
@@ -122,20 +128,28 @@ export async function startLocalCluster(opts: ClusterOptions = {}): Promise<Loca
     haproxy.stderr!.on('data', (d) => { haproxyOut = (haproxyOut + d).slice(-20_000); });
     const httpUrl = `http://127.0.0.1:${ports.httpPort}`;
     const statsUrl = `http://127.0.0.1:${ports.statsPort}/`;
-    // Ready when HAProxy answers and every node is UP in its stats (CSV: svname, status).
-    await waitFor(async () => {
+    // Ready when HAProxy answers and every running node is UP in its stats (CSV: svname, status).
+    const allUp = () => waitFor(async () => {
       if (haproxy!.exitCode !== null) throw new Error(`haproxy exited:\n${haproxyOut}`);
       const csv = await (await fetch(`${statsUrl};csv`)).text();
       const up = csv.split('\n').filter((l) => /^fluxgate_(mqtt|http),node-/.test(l) && l.split(',')[17] === 'UP');
-      return up.length === nodes.length * 2;
-    }, { timeoutMs: 20_000, intervalMs: 100, what: `haproxy with every node UP` });
+      return up.length === nodes.filter((n) => n.running).length * 2;
+    }, { timeoutMs: 20_000, intervalMs: 50, what: `haproxy with every node UP` });
+    await allUp();
     return {
       nats, nodes, httpUrl, mqttPort: ports.mqttPort, statsUrl,
       haproxyOutput: () => haproxyOut,
+      haproxyPid: haproxy.pid,
       async killNode(i) {
         const n = nodes[i]!;
         n.running = false;
         await stopChild(n.child, 'SIGKILL');
+      },
+      async restartNode(i) {
+        const n = nodes[i]!;
+        if (n.running) throw new Error(`${n.name} is running`);
+        await respawn!(i, { httpPort: n.httpPort, mqttPort: n.mqttPort });
+        await allUp();
       },
       async readyz(i) {
         return (await apiClient(nodes[i]!.url, ADMIN_KEY)('GET', '/readyz')).body;
