@@ -175,16 +175,23 @@ if (unreachable !== undefined) {
     }));
 
     for (const ingest of ['insert', 'copy'] as const) {
-      it(`names and values with quotes, braces, tabs, backslashes and \\N survive the ${ingest} path byte for byte`, () => withSchema(async (_schema, make) => {
+      it(`names and values with quotes, braces, tabs, backslashes and \\N survive the ${ingest} path byte for byte, in points, messages and dead letters`, () => withSchema(async (_schema, make) => {
         const s = make({ ingest });
         await s.open();
         const odd = ['a"b', '{x,y}', 'tab\there', 'new\nline', 'back\\slash', '\\N', 'NULL', '', 'ünï 😀', "it's"];
         const points = odd.map((v, i) => pt(T0 + i, 0, { device: `dev ${v}`, key: `k${v}`, messageId: `m${v}`, value: v }));
-        await s.writeBatch({ points, messages: [], deadLetters: [] });
-        for (const p of points) {
+        const messages = odd.map((v, i) => ({ ...msg(T0 + i), device: `dev ${v}`, topic: `t/${v}`, messageId: `m${v}`, payload: new TextEncoder().encode(v) }));
+        const deadLetters = odd.map((v) => ({ tenant: 'acme', project: v, device: `dev ${v}`, topic: v, messageId: `m${v}`, receiveTime: T0, reason: `bad ${v}`, payload: new TextEncoder().encode(v) }));
+        await s.writeBatch({ points, messages, deadLetters });
+        for (const [i, p] of points.entries()) {
           const r = await s.range({ tenant: 'acme', device: p.device, from: T0, to: T0 + 100, limit: 5 });
           assert.deepEqual(r.items, [p]);
+          const m = await s.messages({ tenant: 'acme', device: p.device, from: T0, to: T0 + 100, limit: 5 });
+          assert.deepEqual(m.items.map((x) => ({ ...x, payload: [...x.payload] })), [{ ...messages[i], payload: [...messages[i].payload] }]);
         }
+        const dl = await s.deadLetters('acme', 100);
+        assert.deepEqual(dl.items.map(({ id: _id, failedAt: _f, ...d }) => ({ ...d, payload: [...d.payload] })).sort((a, b) => (a.messageId < b.messageId ? -1 : 1)),
+          deadLetters.map((d) => ({ ...d, payload: [...d.payload] })).sort((a, b) => (a.messageId < b.messageId ? -1 : 1)));
       }));
     }
 

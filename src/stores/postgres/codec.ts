@@ -55,14 +55,14 @@ export function sqlState(err: unknown): string | undefined {
 /**
  * Classes 08 (connection), 53 (resources), 57 (operator intervention: shutdown, cannot connect
  * now), 58 (system) and 40 (deadlock, serialization) say nothing about the request itself: a
- * retry can succeed. Errors without a SQLSTATE come from the socket (ECONNREFUSED, reset,
- * "Connection terminated", pool timeout).
+ * retry can succeed. Errors without a SQLSTATE come from the socket or the pool (ECONNREFUSED,
+ * reset, "Connection terminated", pool timeout, a pool already ended by close()).
  */
 export function isUnavailable(err: unknown): boolean {
   const state = sqlState(err);
   if (state === undefined) {
     const code = (err as { code?: unknown } | null)?.code;
-    return typeof code === 'string' || /connect|terminat|timeout|socket|closed|ended/i.test((err as Error)?.message ?? '');
+    return typeof code === 'string' || /connect|terminat|timeout|socket|closed|ended|pool/i.test((err as Error)?.message ?? '');
   }
   return ['08', '53', '57', '58', '40'].includes(state.slice(0, 2));
 }

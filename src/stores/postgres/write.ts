@@ -62,7 +62,11 @@ export class Writer {
   async write(batch: WriteBatch): Promise<void> {
     const points = columns(batch.points);
     const latest = columns(newestPerSeries(batch.points));
-    for (const m of batch.messages) checkTime(m.ts, `message ${m.tenant}/${m.device}/${m.messageId}`);
+    for (const m of batch.messages) {
+      checkTime(m.ts, `message ${m.tenant}/${m.device}/${m.messageId}`);
+      checkTime(m.receiveTime, `message ${m.tenant}/${m.device}/${m.messageId} receiveTime`);
+    }
+    for (const d of batch.deadLetters) checkTime(d.receiveTime, `dead letter ${d.tenant}/${d.device}/${d.messageId} receiveTime`);
     const times = () => ({ points: points.ts, messages: batch.messages.map((m) => m.ts) });
     await this.ensurePartitions(times());
     for (let attempt = 1; ; attempt++) {
@@ -85,13 +89,15 @@ export class Writer {
     }
     if (batch.messages.length > 0) {
       const m = batch.messages;
-      await client.query(this.sql.messages, [m.map((x) => x.tenant), m.map((x) => x.device), m.map((x) => x.messageId), m.map((x) => x.project),
-        m.map((x) => x.topic), m.map((x) => x.kind), m.map((x) => x.ts), m.map((x) => x.receiveTime), m.map((x) => bytes(x.payload))]);
+      await client.query(this.sql.messages, [texts(m.map((x) => x.tenant)), texts(m.map((x) => x.device)), texts(m.map((x) => x.messageId)),
+        texts(m.map((x) => x.project)), texts(m.map((x) => x.topic)), texts(m.map((x) => x.kind)), numbers(m.map((x) => x.ts)),
+        numbers(m.map((x) => x.receiveTime)), byteas(m.map((x) => x.payload))]);
     }
     if (batch.deadLetters.length > 0) {
       const d = batch.deadLetters;
-      await client.query(this.sql.deadLetters, [d.map((x) => x.tenant), d.map((x) => x.project), d.map((x) => x.device), d.map((x) => x.topic),
-        d.map((x) => x.messageId), d.map((x) => x.receiveTime), d.map((x) => x.reason), d.map((x) => bytes(x.payload)), Date.now()]);
+      await client.query(this.sql.deadLetters, [texts(d.map((x) => x.tenant)), texts(d.map((x) => x.project)), texts(d.map((x) => x.device)),
+        texts(d.map((x) => x.topic)), texts(d.map((x) => x.messageId)), numbers(d.map((x) => x.receiveTime)), texts(d.map((x) => x.reason)),
+        byteas(d.map((x) => x.payload)), Date.now()]);
     }
   }
 
@@ -179,8 +185,15 @@ function invalid(p: TelemetryPoint, why: string): FluxgateError {
   return new FluxgateError('BAD_REQUEST', `point ${p.tenant}/${p.device}/${p.key}@${p.ts}: ${why}`);
 }
 
-function bytes(u: Uint8Array): Buffer {
-  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+/** bytea[] literal: each element in hex form, `\\x…`, its backslash escaped for the array syntax. */
+function byteas(xs: Uint8Array[]): string {
+  let out = '{';
+  for (let i = 0; i < xs.length; i++) {
+    const u = xs[i];
+    const hex = (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength)).toString('hex');
+    out += i === 0 ? `"\\\\x${hex}"` : `,"\\\\x${hex}"`;
+  }
+  return `${out}}`;
 }
 
 /*
