@@ -4,14 +4,20 @@
  * because a batch is processed in log order and written as one unit. A store failure is
  * retried with exponential back-off and jitter and never skips a batch: the log holds the
  * messages until the store took them, and a restart resumes from the committed offset.
+ * A batch the store refuses for its content (a non-retryable error such as BAD_REQUEST) is
+ * split in halves until the refused messages are found; each becomes a dead letter with the
+ * store's reason, and the rest is stored: one bad message never stops the pipeline.
  */
-import type { Log, LogBatch } from '../log/log.js';
+import type { Log, LogBatch, LogRecord } from '../log/log.js';
 import type { Store, WriteBatch } from '../stores/store.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../core/logger.js';
-import { decodeEnvelope } from './decode.js';
+import { decodeEnvelope, deadLetterOf } from './decode.js';
+import { isFluxgateError, type FluxgateError } from '../core/errors.js';
 
 export const PROCESS_GROUP = 'process';
+/** Dead-letter reasons of messages the store refused start with this. */
+export const STORE_REFUSED = 'store refused the message';
 
 export interface PipelineOptions {
   log: Log;
@@ -25,25 +31,31 @@ export interface PipelineOptions {
   onStored?: (write: WriteBatch) => void;
 }
 
-export function buildWriteBatch(batch: LogBatch, metrics?: Metrics): WriteBatch {
+export function buildWriteBatch(records: LogRecord[]): WriteBatch {
   const out: WriteBatch = { points: [], messages: [], deadLetters: [] };
-  for (const { envelope } of batch.records) {
+  for (const { envelope } of records) {
     const d = decodeEnvelope(envelope);
     for (const p of d.points) out.points.push(p);
     out.messages.push(d.message);
-    if (d.deadLetter) {
-      out.deadLetters.push(d.deadLetter);
-      metrics?.deadLetters.inc({ tenant: envelope.tenant, reason: 'undecodable' });
-    }
+    if (d.deadLetter) out.deadLetters.push(d.deadLetter);
   }
   return out;
 }
+
+/** A store error that a retry cannot fix: the content was refused (not the store unavailable). */
+function refusedForContent(err: unknown): err is FluxgateError {
+  return isFluxgateError(err) && !err.spec.retryable && err.status < 500;
+}
+
+type Outcome = 'stored' | 'refused' | 'stopped';
 
 export class Pipeline {
   private running = false;
   private loop?: Promise<void>;
   private lastError?: string;
   private processed = 0;
+  /** The store's message for the last content refusal (the dead letter's reason). */
+  private lastRefusal = '';
 
   constructor(private readonly opts: PipelineOptions) {}
 
@@ -81,27 +93,16 @@ export class Pipeline {
   }
 
   private async process(batch: LogBatch): Promise<void> {
-    const { store, log, metrics, logger } = this.opts;
-    const write = buildWriteBatch(batch, metrics);
-    for (let attempt = 1; ; attempt++) {
-      const end = metrics.storeWriteSeconds.startTimer();
-      try {
-        await store.writeBatch(write);
-        end();
-        this.lastError = undefined;
-        break;
-      } catch (err) {
-        this.lastError = (err as Error).message;
-        logger.warn({ err, attempt }, 'store write failed; retrying the batch');
-        await this.backoff(attempt);
-        // Stopping gives up this batch uncommitted: the log keeps it for the next start.
-        if (!this.running) return;
-      }
+    const { log, metrics, logger } = this.opts;
+    const written: WriteBatch[] = [];
+    if ((await this.store(batch.records, written)) === 'stopped') return;
+    for (const write of written) {
+      this.opts.onStored?.(write);
+      const perTenant = new Map<string, number>();
+      for (const p of write.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
+      for (const [tenant, n] of perTenant) metrics.pointsStored.inc({ tenant }, n);
+      for (const d of write.deadLetters) metrics.deadLetters.inc({ tenant: d.tenant, reason: d.reason.startsWith(STORE_REFUSED) ? 'store_refused' : 'undecodable' });
     }
-    this.opts.onStored?.(write);
-    const perTenant = new Map<string, number>();
-    for (const p of write.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
-    for (const [tenant, n] of perTenant) metrics.pointsStored.inc({ tenant }, n);
     try {
       await log.commit(PROCESS_GROUP, batch);
     } catch (err) {
@@ -110,6 +111,57 @@ export class Pipeline {
       return;
     }
     this.processed += batch.records.length;
+  }
+
+  /** Stores `records` (halving on a content refusal), pushing what was written to `written`. */
+  private async store(records: LogRecord[], written: WriteBatch[]): Promise<Outcome> {
+    const write = buildWriteBatch(records);
+    const outcome = await this.writeWithRetry(write);
+    if (outcome === 'stored') written.push(write);
+    if (outcome !== 'refused') return outcome;
+    if (records.length > 1) {
+      const half = Math.ceil(records.length / 2);
+      for (const part of [records.slice(0, half), records.slice(half)]) {
+        if ((await this.store(part, written)) === 'stopped') return 'stopped';
+      }
+      return 'stored';
+    }
+    const env = records[0].envelope;
+    const letter = deadLetterOf(env, `${STORE_REFUSED}: ${this.lastRefusal}`);
+    const message = buildWriteBatch(records).messages;
+    const asDeadLetter: WriteBatch = { points: [], messages: [], deadLetters: [letter] };
+    // Keep the raw message too when the store takes it on its own.
+    if ((await this.writeWithRetry({ points: [], messages: message, deadLetters: [letter] })) === 'stored') {
+      written.push({ points: [], messages: message, deadLetters: [letter] });
+      return 'stored';
+    }
+    const last = await this.writeWithRetry(asDeadLetter);
+    if (last === 'stored') written.push(asDeadLetter);
+    else if (last === 'refused') this.opts.logger.error({ tenant: env.tenant, device: env.device, messageId: env.messageId, reason: this.lastRefusal }, 'the store refused even the dead letter of this message; it is only in the log');
+    return last === 'stopped' ? 'stopped' : 'stored';
+  }
+
+  private async writeWithRetry(write: WriteBatch): Promise<Outcome> {
+    const { store, metrics, logger } = this.opts;
+    for (let attempt = 1; ; attempt++) {
+      const end = metrics.storeWriteSeconds.startTimer();
+      try {
+        await store.writeBatch(write);
+        end();
+        this.lastError = undefined;
+        return 'stored';
+      } catch (err) {
+        if (refusedForContent(err)) {
+          this.lastRefusal = err.message;
+          return 'refused';
+        }
+        this.lastError = (err as Error).message;
+        logger.warn({ err, attempt }, 'store write failed; retrying the batch');
+        await this.backoff(attempt);
+        // Stopping gives up this batch uncommitted: the log keeps it for the next start.
+        if (!this.running) return 'stopped';
+      }
+    }
   }
 
   private backoff(attempt: number): Promise<void> {
