@@ -95,7 +95,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       const relay = await relayLiveOverNats(hub, config.log.backend.split(',').map((u) => u.trim()), logger.child({ component: 'live' }));
       cleanups.push(() => relay.close());
     }
-    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, onStored: (write) => hub.publishPoints(write.points) });
+    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs, onStored: (write) => hub.publishPoints(write.points) });
     // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' })) : undefined;
     if (processing) cleanups.push(() => processing.stop());

@@ -61,6 +61,7 @@ export const ConfigSchema = Type.Object({
   }, { default: {} }),
   process: Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),
+    dedupWindowMs: Type.Integer({ minimum: 0, default: 600000, description: 'A message whose id was already stored within this many ms (by receive time) is dropped as a duplicate and counted (10 min; 0 = off). Covers retries without `ts`.' }),
     batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
   }, { default: {} }),
   cluster: Type.Object({

@@ -79,6 +79,8 @@ export function decodeEnvelope(env: Envelope): Decoded {
   }
   if (isObject(parsed)) {
     message.ts = pointsOf(env, parsed, undefined, points);
+    // The client's `id` is the message's identity (retries carry it), not the id the source generated.
+    if (typeof parsed.id === 'string' || typeof parsed.id === 'number') message.messageId = String(parsed.id);
   } else if (Array.isArray(parsed)) {
     parsed.forEach((el, i) => { if (isObject(el)) pointsOf(env, el, parsed.length === 1 ? undefined : i, points); });
   }

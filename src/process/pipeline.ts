@@ -13,6 +13,8 @@ import type { Store, WriteBatch } from '../stores/store.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../core/logger.js';
 import { decodeEnvelope, deadLetterOf } from './decode.js';
+import { DedupWindow } from './dedup.js';
+import { Counter } from 'prom-client';
 import { isFluxgateError, type FluxgateError } from '../core/errors.js';
 
 export const PROCESS_GROUP = 'process';
@@ -29,12 +31,21 @@ export interface PipelineOptions {
   readWaitMs?: number;
   /** Called with what was stored, after the store took it (live updates). */
   onStored?: (write: WriteBatch) => void;
+  /** Message-id de-duplication window, ms (0: off; stores stay idempotent on replays either way). */
+  dedupWindowMs?: number;
 }
 
-export function buildWriteBatch(records: LogRecord[]): WriteBatch {
+/** Decodes records into one write; with `dedup`, messages already stored within its window (or twice in this batch) are left out. */
+export function buildWriteBatch(records: LogRecord[], dedup?: DedupWindow, onDuplicate?: (tenant: string) => void): WriteBatch {
   const out: WriteBatch = { points: [], messages: [], deadLetters: [] };
+  const inBatch = dedup ? new Set<string>() : undefined;
   for (const { envelope } of records) {
     const d = decodeEnvelope(envelope);
+    if (dedup && inBatch) {
+      const k = `${d.message.tenant}\u0000${d.message.device}\u0000${d.message.messageId}`;
+      if (inBatch.has(k) || dedup.isDuplicate(d.message)) { onDuplicate?.(d.message.tenant); continue; }
+      inBatch.add(k);
+    }
     for (const p of d.points) out.points.push(p);
     out.messages.push(d.message);
     if (d.deadLetter) out.deadLetters.push(d.deadLetter);
@@ -56,8 +67,15 @@ export class Pipeline {
   private processed = 0;
   /** The store's message for the last content refusal (the dead letter's reason). */
   private lastRefusal = '';
+  private readonly dedup?: DedupWindow;
+  private readonly duplicates: Counter<'tenant'>;
 
-  constructor(private readonly opts: PipelineOptions) {}
+  constructor(private readonly opts: PipelineOptions) {
+    if (opts.dedupWindowMs) this.dedup = new DedupWindow(opts.dedupWindowMs);
+    const name = 'fluxgate_duplicates_dropped_total';
+    this.duplicates = (opts.metrics.registry.getSingleMetric(name) as Counter<'tenant'> | undefined)
+      ?? new Counter({ name, help: 'Messages dropped by processing because their message id was already stored within process.dedupWindowMs.', labelNames: ['tenant'] as const, registers: [opts.metrics.registry] });
+  }
 
   start(): void {
     if (this.running) return;
@@ -97,6 +115,7 @@ export class Pipeline {
     const written: WriteBatch[] = [];
     if ((await this.store(batch.records, written)) === 'stopped') return;
     for (const write of written) {
+      this.dedup?.remember(write.messages);
       this.opts.onStored?.(write);
       const perTenant = new Map<string, number>();
       for (const p of write.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
@@ -115,7 +134,7 @@ export class Pipeline {
 
   /** Stores `records` (halving on a content refusal), pushing what was written to `written`. */
   private async store(records: LogRecord[], written: WriteBatch[]): Promise<Outcome> {
-    const write = buildWriteBatch(records);
+    const write = buildWriteBatch(records, this.dedup, (tenant) => this.duplicates.inc({ tenant }));
     const outcome = await this.writeWithRetry(write);
     if (outcome === 'stored') written.push(write);
     if (outcome !== 'refused') return outcome;

@@ -75,6 +75,21 @@ describe('http ingest', () => {
     assert.equal((await t.api('GET', '/api/v1/devices/thermo-1/latest')).body.latest.late.value, 2);
   });
 
+  it('stores a retry without ts once: the message id decides (Idempotency-Key and JSON id)', async () => {
+    const path = '/api/v1/devices/thermo-1/telemetry';
+    const auth = { authorization: `Bearer ${token}` };
+    const dropped = async () => Number(/fluxgate_duplicates_dropped_total\{tenant="default"\} (\d+)/.exec(await fetch(t.url + '/metrics').then((r) => r.text()))?.[1] ?? 0);
+    const before = await dropped();
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await post(t.url, path, '{"retried":1,"id":"retry-a"}', auth)).status, 202);
+      assert.equal((await post(t.url, path, '{"retried":2}', { ...auth, 'idempotency-key': 'retry-b' })).status, 202);
+    }
+    const from = Date.now() - 60_000;
+    await waitFor(async () => (await dropped()) - before === 4, { what: '4 duplicates dropped' });
+    const hist = await t.api('GET', `/api/v1/devices/thermo-1/telemetry?key=retried&from=${from}`);
+    assert.deepEqual(hist.body.items.map((p: any) => p.value).sort(), [1, 2]);
+  });
+
   it('refuses with a status and a code, and stores nothing of a refused request', async () => {
     const path = '/api/v1/devices/thermo-1/telemetry';
     const cases: Array<[string, Promise<Response>, number, string, RegExp?]> = [
