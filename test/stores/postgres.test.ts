@@ -165,6 +165,29 @@ if (unreachable !== undefined) {
       assert.deepEqual((await b.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + DAY, limit: 10 })).items.map((p) => p.value), [2]);
     }));
 
+    it('two nodes writing the same series at once: each point stored once, latest state is the newest, no deadlock', () => withSchema(async (_schema, make) => {
+      const a = make();
+      const b = make();
+      await Promise.all([a.open(), b.open()]);
+      // Both nodes get the same 2,000 points (a redelivered batch), in opposite orders and batches.
+      const all: TelemetryPoint[] = [];
+      for (let i = 0; i < 2000; i++) all.push(pt(T0 + ((i * 7919) % 2000) * 10, i, { device: `dev-${i % 20}`, key: `k${i % 5}`, messageId: `m${i}` }));
+      const reversed = [...all].reverse();
+      const batches = (pts: TelemetryPoint[]) => Array.from({ length: 10 }, (_, j) => ({ points: pts.slice(j * 200, (j + 1) * 200), messages: [], deadLetters: [] }));
+      await Promise.all([
+        (async () => { for (const batch of batches(all)) await a.writeBatch(batch); })(),
+        (async () => { for (const batch of batches(reversed)) await b.writeBatch(batch); })(),
+      ]);
+      for (let d = 0; d < 20; d++) {
+        const mine = all.filter((p) => p.device === `dev-${d}`);
+        const got = await a.range({ tenant: 'acme', device: `dev-${d}`, from: T0, to: T0 + DAY, limit: 1000 });
+        assert.equal(got.items.length, mine.length);
+        const newest = new Map<string, TelemetryPoint>();
+        for (const p of mine) if ((newest.get(p.key)?.ts ?? -1) < p.ts) newest.set(p.key, p);
+        assert.deepEqual(await b.latest('acme', `dev-${d}`), [...newest.values()].sort((x, y) => (x.key < y.key ? -1 : 1)).map((p) => ({ key: p.key, value: p.value, ts: p.ts })));
+      }
+    }));
+
     it('latest - at equal device time the larger message id wins, in any arrival order', () => withSchema(async (_schema, make) => {
       const s = make();
       await s.open();
