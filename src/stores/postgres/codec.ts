@@ -2,8 +2,9 @@
  * @module How values, cursors, names and errors look inside the PostgreSQL store. A value is
  * one of three nullable columns (num float8, txt text, bool boolean) so its type survives the
  * round trip and numeric aggregates read `num` only. Cursors are opaque base64url strings; one
- * that does not decode is BAD_REQUEST. Driver failures become FluxgateErrors: anything about
- * reaching the server is STORE_UNAVAILABLE (retryable), with the driver's error as `cause`.
+ * that does not decode is BAD_REQUEST. Driver failures become FluxgateErrors with the driver's
+ * error as `cause`: anything about reaching the server is STORE_UNAVAILABLE (retryable), data
+ * the server cannot keep is BAD_REQUEST, anything else INTERNAL.
  */
 import { FluxgateError, isFluxgateError } from '../../core/errors.js';
 import type { Value } from '../store.js';
@@ -67,10 +68,22 @@ export function isUnavailable(err: unknown): boolean {
   return ['08', '53', '57', '58', '40'].includes(state.slice(0, 2));
 }
 
+/**
+ * Classes 22 (data exception: a NUL character in text, a number out of range), 23 (integrity)
+ * and 54 (program limit: a key too long for a btree entry, about 2.7 kB) are about the data sent:
+ * BAD_REQUEST, which the pipeline answers by isolating the message and dead-lettering it
+ * instead of retrying the batch forever.
+ */
+export function isContentError(err: unknown): boolean {
+  const state = sqlState(err);
+  return state !== undefined && ['22', '23', '54'].includes(state.slice(0, 2));
+}
+
 /** Maps a driver error to a FluxgateError; FluxgateErrors pass through unchanged. */
 export function storeError(err: unknown, what: string): FluxgateError {
   if (isFluxgateError(err)) return err;
   const message = (err as Error)?.message ?? String(err);
   if (isUnavailable(err)) return new FluxgateError('STORE_UNAVAILABLE', `postgres store: ${what} failed: ${message}`, { cause: err });
+  if (isContentError(err)) return new FluxgateError('BAD_REQUEST', `postgres store: ${what} refused the data: ${message}`, { cause: err, details: { sqlState: sqlState(err) } });
   return new FluxgateError('INTERNAL', `postgres store: ${what} failed: ${message}`, { cause: err, details: { sqlState: sqlState(err) } });
 }
