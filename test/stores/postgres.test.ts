@@ -155,6 +155,31 @@ if (unreachable !== undefined) {
       assert.deepEqual(await s.latest('acme', 'd1'), [{ key: 'temp', value: 3, ts: future }]);
     }));
 
+    it('partitions - weekly partitions align to the epoch and fill the gaps around a daily one; year 11476 gets one too (named by day number)', () => withSchema(async (schema, make) => {
+      const daily = make();
+      const weekly = make({ partitionDays: 7 });
+      await daily.open();
+      await weekly.open();
+      await daily.writeBatch({ points: [pt(T0 + 3 * DAY + 5, 1)], messages: [], deadLetters: [] });
+      // The week holding T0 (weeks start at multiples of 7 days since 1970-01-01, a Thursday) around the daily partition.
+      const weekStart = Math.floor(T0 / (7 * DAY)) * 7 * DAY;
+      const far = 300_000_000_000_000;
+      await weekly.writeBatch({ points: [pt(weekStart, 2), pt(weekStart + 7 * DAY - 1, 3), pt(T0 + 3 * DAY + 6, 4), pt(far, 5)], messages: [], deadLetters: [] });
+      const all = await daily.range({ tenant: 'acme', device: 'd1', from: 0, to: far + 1, limit: 10 });
+      assert.deepEqual(all.items.map((p) => p.value), [2, 1, 4, 3, 5]);
+      const bounds = await admin<{ name: string; bound: string }>(`SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass`, [`"${schema}".points`]);
+      const names = bounds.map((b) => b.name);
+      const stamp = (t: number) => new Date(t).toISOString().slice(0, 10).replace(/-/g, '');
+      // Jan 1 is a Thursday: the week is Jan 1-7, cut around the daily partition of Jan 4.
+      assert.equal(weekStart, T0);
+      for (const day of [0, 3, 4]) assert.ok(names.includes(`points_${stamp(T0 + day * DAY)}`), names.join(','));
+      assert.deepEqual(bounds.filter((b) => ['points_20260101', 'points_20260104', 'points_20260105'].includes(b.name)).map((b) => b.bound).sort(), [
+        `FOR VALUES FROM ('${T0}') TO ('${T0 + 3 * DAY}')`, `FOR VALUES FROM ('${T0 + 3 * DAY}') TO ('${T0 + 4 * DAY}')`, `FOR VALUES FROM ('${T0 + 4 * DAY}') TO ('${T0 + 7 * DAY}')`,
+      ].sort());
+      assert.ok(names.includes(`points_d${Math.floor(far / (7 * DAY)) * 7}`), names.join(','));
+    }));
+
     it('a partition dropped by another node is created again when this node writes into it', () => withSchema(async (_schema, make) => {
       const a = make();
       const b = make();
