@@ -58,6 +58,7 @@ export class PostgresStore implements Store {
   private state: 'new' | 'open' | 'closed' = 'new';
   private lastFailure: string | undefined;
   private probing = false;
+  private opening: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: PostgresStoreOptions) {
@@ -83,9 +84,15 @@ export class PostgresStore implements Store {
     this.registerMetrics();
   }
 
-  async open(): Promise<void> {
-    if (this.state === 'open') return;
-    if (this.state === 'closed') throw new FluxgateError('STORE_UNAVAILABLE', 'postgres store cannot reopen once closed; create a new one');
+  open(): Promise<void> {
+    if (this.state === 'open') return Promise.resolve();
+    if (this.state === 'closed') return Promise.reject(new FluxgateError('STORE_UNAVAILABLE', 'postgres store cannot reopen once closed; create a new one'));
+    // Two open() calls at once share one migration and one maintenance timer.
+    this.opening ??= this.openOnce().finally(() => { this.opening = undefined; });
+    return this.opening;
+  }
+
+  private async openOnce(): Promise<void> {
     try {
       const client = await this.pool.connect();
       try {
