@@ -8,14 +8,14 @@
  * then `--seconds`; figures: requests/s and messages/s of 2xx answers, p50/p99 latency (exact
  * ms), other statuses, and the CPU other processes used meanwhile ("other procs", % of a
  * core): the machine is shared, so a case is repeated up to --tries times while that exceeds
- * --max-foreign (each try first waits up to 2 min for a quiet machine), and the least
+ * --max-foreign (each try first waits up to --quiet-wait s for a quiet machine), and the least
  * disturbed run is shown. The node runs twice: as shipped
  * (processing on, so the store competes for core 0; before each run processing catches up)
  * and ingest-only (FLUXGATE_PROCESS_ENABLED=false). Goal: single-message durable ingest ≥ 50%
  * of the bare route's requests/s.
  *
  *   node --import tsx bench/http-ingest.ts [--seconds 10] [--warmup 2] [--connections 100]
- *        [--only bare,node,node-ingest-only] [--shapes single,array100] [--tries 3 --max-foreign 10]
+ *        [--only bare,node,node-ingest-only] [--shapes single,array100] [--tries 3 --max-foreign 10 --quiet-wait 60]
  *        [--cpu-prof DIR]   (node --cpu-prof of the node child, one folder per variant)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -78,7 +78,7 @@ async function lagAfter(url: string, processing: boolean): Promise<string> {
  * Warm-up, then the measured run; repeated (up to `tries`) while other processes on the machine
  * used more than `maxForeign`% of a core meanwhile. Returns the least disturbed run.
  */
-async function runCase(url: string, serverPid: number, tokens: string[], body: string, args: { seconds: number; warmup: number; connections: number; tries: number; maxForeign: number }, settle?: () => Promise<unknown>): Promise<LoadResult & { tries: number }> {
+async function runCase(url: string, serverPid: number, tokens: string[], body: string, args: { seconds: number; warmup: number; connections: number; tries: number; maxForeign: number; quietWait: number }, settle?: () => Promise<unknown>): Promise<LoadResult & { tries: number }> {
   const request = (i: number): Req => ({
     method: 'POST', path: `/api/v1/devices/bench-${i % tokens.length}/telemetry`, body,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${tokens[i % tokens.length]}` },
@@ -88,7 +88,7 @@ async function runCase(url: string, serverPid: number, tokens: string[], body: s
   while (tries < args.tries) {
     tries++;
     await settle?.();
-    await waitQuiet([serverPid], args.maxForeign, 120);
+    await waitQuiet([serverPid], args.maxForeign, args.quietWait);
     if (args.warmup > 0) await load({ url, connections: args.connections, seconds: args.warmup, request });
     const r = await load({ url, connections: args.connections, seconds: args.seconds, request, watchPids: [serverPid] });
     if (!best || r.foreign < best.foreign) best = r;
@@ -107,10 +107,10 @@ function print(row: Row): void {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     seconds: { type: 'string', default: '10' }, warmup: { type: 'string', default: '2' }, connections: { type: 'string', default: '100' },
-    tries: { type: 'string', default: '3' }, 'max-foreign': { type: 'string', default: '10' },
+    tries: { type: 'string', default: '3' }, 'max-foreign': { type: 'string', default: '10' }, 'quiet-wait': { type: 'string', default: '60' },
     only: { type: 'string', default: 'bare,node,node-ingest-only' }, shapes: { type: 'string', default: 'single,array100' }, 'cpu-prof': { type: 'string' },
   } });
-  const args = { seconds: Number(values.seconds), warmup: Number(values.warmup), connections: Number(values.connections), tries: Number(values.tries), maxForeign: Number(values['max-foreign']) };
+  const args = { seconds: Number(values.seconds), warmup: Number(values.warmup), connections: Number(values.connections), tries: Number(values.tries), maxForeign: Number(values['max-foreign']), quietWait: Number(values['quiet-wait']) };
   const only = new Set(values.only!.split(','));
   const pinned = pin('1');
   console.log(`# HTTP ingest — ${machine()}`);

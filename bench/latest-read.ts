@@ -13,7 +13,7 @@
  *  4. at half that rate, a probe device sends {probe: n, ts: now} one at a time and polls its
  *     latest every ~1 ms until n is visible: visible − ts, goal p99 ≤ 50 ms.
  * Exact latencies (ms, float) from autocannon's response events and performance.now(). The
- * machine is shared: each phase first waits (up to 2 min) until other processes are quiet,
+ * machine is shared: each phase first waits (up to 30 s) until other processes are quiet,
  * and "other procs" is the CPU they used meanwhile (% of a core).
  *
  *   node --import tsx bench/latest-read.ts [--seconds 10] [--rate 10000] [--batch 10] [--cpu-prof DIR]
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     await load({ url: node.url, connections: DEVICES, seconds: 1, request: ingestRequest(tokens, 1), overallRate: 2000 });
     await waitLagZero(api);
 
-    const quiet = async () => { const f = await waitQuiet([node.pid]); if (f >= 10) console.log(`  (the machine is not quiet: other processes use ${f}% of a core)`); };
+    const quiet = async () => { const f = await waitQuiet([node.pid], 10, 30); if (f >= 10) console.log(`  (the machine is not quiet: other processes use ${f}% of a core)`); };
     // 1. idle reads
     await quiet();
     await load({ url: node.url, connections: 4, seconds: 1, request: readRequest, overallRate: READ_RATE });

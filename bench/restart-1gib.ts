@@ -7,7 +7,7 @@
  * running (so the tail may be torn), then restarted on the same data directory `--restarts`
  * times (kill -9 again after each ready) with processing on, and once more with processing
  * off. The baseline is a first start on an empty data directory (process start-up, tsx, the
- * store), so the difference is what the log costs. Each start first waits (up to 1 min) for
+ * store), so the difference is what the log costs. Each start first waits (up to 30 s) for
  * a quiet machine; "other procs" is the CPU other processes used meanwhile. Goal: ready ≤ 5 s. Needs free disk of
  * 2 × the target; the data directory is removed at the end.
  *
@@ -45,7 +45,7 @@ const secs = (ms: number) => `${fmt(ms / 1000, 2)} s`;
 
 /** Starts a node after waiting for a quiet machine; `foreign` is what other processes used meanwhile (% of a core). */
 async function timedStart(dataDir: string, env: Record<string, string>): Promise<{ n: NodeChild; ms: number; foreign: number }> {
-  await waitQuiet([], 10, 60);
+  await waitQuiet([], 10, 30);
   const f = foreignCpu([]);
   const n = await startNodeChild(dataDir, env);
   return { n, ms: n.readyAt - n.startedAt, foreign: f([n.pid]) };
