@@ -115,7 +115,11 @@ export class Pipeline {
     const written: WriteBatch[] = [];
     if ((await this.store(batch.records, written)) === 'stopped') return;
     for (const write of written) {
-      this.dedup?.remember(write.messages);
+      // Dead-lettered messages are not remembered: replaying them must not look like a duplicate.
+      if (this.dedup) {
+        const letters = new Set(write.deadLetters.map((d) => `${d.tenant}\u0000${d.device}\u0000${d.messageId}`));
+        this.dedup.remember(letters.size ? write.messages.filter((m) => !letters.has(`${m.tenant}\u0000${m.device}\u0000${m.messageId}`)) : write.messages);
+      }
       this.opts.onStored?.(write);
       const perTenant = new Map<string, number>();
       for (const p of write.points) perTenant.set(p.tenant, (perTenant.get(p.tenant) ?? 0) + 1);
@@ -146,8 +150,8 @@ export class Pipeline {
       return 'stored';
     }
     const env = records[0].envelope;
-    const letter = deadLetterOf(env, `${STORE_REFUSED}: ${this.lastRefusal}`);
     const message = buildWriteBatch(records).messages;
+    const letter = { ...deadLetterOf(env, `${STORE_REFUSED}: ${this.lastRefusal}`), messageId: message[0]?.messageId ?? env.messageId };
     const asDeadLetter: WriteBatch = { points: [], messages: [], deadLetters: [letter] };
     // Keep the raw message too when the store takes it on its own.
     if ((await this.writeWithRetry({ points: [], messages: message, deadLetters: [letter] })) === 'stored') {
