@@ -2,12 +2,12 @@
  * @module Cluster failover, end to end on this machine: a 3-server NATS JetStream cluster (R3),
  * PostgreSQL (a fresh schema, dropped afterwards), 3 Fluxgate nodes in child processes and
  * HAProxy in front (config generated from deploy/haproxy.cfg), all on free ports
- * (test/cluster/harness.ts). HTTP clients post unique messages through HAProxy while
- *   1. the node holding the processing lease is SIGKILLed: clients must get 202s again within
+ * (test/cluster/harness.ts). HTTP clients and MQTT QoS 1 publishers send unique messages through HAProxy while
+ *   1. the node holding the processing lease is SIGKILLed: clients must get 202s / PUBACKs again within
  *      2 s (a deadline, not a speed measurement) and processing must move to a survivor;
  *   2. the NATS server leading the log stream is SIGKILLed: clients get 202s again once the
  *      stream has a new leader (deadline 15 s).
- * Afterwards every message that got a 202 is in PostgreSQL exactly once, read back through the
+ * Afterwards every message that got a 202 or a PUBACK is in PostgreSQL exactly once, read back through the
  * REST API of a surviving node.
  *
  * Skips, saying why, when nats-server is missing, when haproxy is missing outside CI, or when
@@ -18,6 +18,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import mqtt from 'mqtt';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { HAPROXY_BIN, startLocalCluster, type LocalCluster } from '../cluster/harness.js';
@@ -45,7 +46,9 @@ const skip = !NATS_SERVER_BIN ? 'nats-server is not installed (apt-get install n
     : pgDown ? `PostgreSQL at ${PG_URL} is unreachable (${pgDown}); set FLUXGATE_TEST_POSTGRES_URL`
       : false;
 
-const DEVICES = 8;
+const HTTP_CLIENTS = 8;
+const MQTT_CLIENTS = 4;
+const DEVICES = HTTP_CLIENTS + MQTT_CLIENTS;
 const BASE_TS = 1_700_000_000_000;
 const schema = `fluxgate_cluster_${randomBytes(4).toString('hex')}`;
 let cluster: LocalCluster | undefined;
@@ -73,18 +76,25 @@ after(async () => {
 interface Load { stop(): Promise<{ sent: number; ok: number; failed: number; recoveredMs: number }> }
 
 /**
- * One client per device, posting unique messages through HAProxy as fast as answers come.
- * `recoveredMs`: after `markFault()`, the longest time any client waited from the fault until its
- * first 202 (every client must have had one).
+ * One client per device, posting unique messages through HAProxy as fast as answers come:
+ * HTTP clients (dev-0 … dev-7) and MQTT QoS 1 publishers (dev-8 …, mqtt.js reconnecting every
+ * 100 ms and resending what was not acknowledged). `recoveredMs`: after `markFault()`, the
+ * longest time any client waited from the fault until its first 202 / PUBACK for a message
+ * sent after the fault (every client must have had one).
  */
-function runLoad(c: LocalCluster): Load & { markFault(): void; recovered(): boolean } {
+async function runLoad(c: LocalCluster): Promise<Load & { markFault(): void; recovered(): boolean }> {
   let running = true;
   let faultAt = 0;
   let sent = 0;
   let ok = 0;
   let failed = 0;
   const firstOkAfterFault: Array<number | undefined> = Array(DEVICES).fill(undefined);
-  const client = async (i: number) => {
+  const acknowledged = (i: number, n: number, startedAt: number) => {
+    ok++;
+    acked.get(`dev-${i}`)!.add(n);
+    if (faultAt && startedAt >= faultAt && firstOkAfterFault[i] === undefined) firstOkAfterFault[i] = Date.now();
+  };
+  const httpClient = async (i: number) => {
     const device = `dev-${i}`;
     while (running) {
       const n = seq++;
@@ -96,12 +106,7 @@ function runLoad(c: LocalCluster): Load & { markFault(): void; recovered(): bool
           body: JSON.stringify({ id: `m-${n}`, ts: BASE_TS + n, seq: n }), signal: AbortSignal.timeout(10_000),
         });
         await r.arrayBuffer();
-        if (r.status === 202) {
-          ok++;
-          acked.get(device)!.add(n);
-          if (faultAt && startedAt >= faultAt && firstOkAfterFault[i] === undefined) firstOkAfterFault[i] = Date.now();
-          continue;
-        }
+        if (r.status === 202) { acknowledged(i, n, startedAt); continue; }
         failed++;
       } catch {
         failed++;
@@ -109,13 +114,34 @@ function runLoad(c: LocalCluster): Load & { markFault(): void; recovered(): bool
       await new Promise((r) => setTimeout(r, 20)); // a client's back-off after a refusal, not synchronisation
     }
   };
-  const all = Array.from({ length: DEVICES }, (_, i) => client(i));
+  const mqttClients = await Promise.all(Array.from({ length: MQTT_CLIENTS }, (_, k) => mqtt.connectAsync(`mqtt://127.0.0.1:${c.mqttPort}`, {
+    username: tokens[HTTP_CLIENTS + k], clientId: `cluster-test-${k}-${randomBytes(3).toString('hex')}`, protocolVersion: 4, clean: true, reconnectPeriod: 100, connectTimeout: 5000,
+  })));
+  const mqttClient = async (k: number) => {
+    const i = HTTP_CLIENTS + k;
+    const client = mqttClients[k]!;
+    while (running) {
+      const n = seq++;
+      const startedAt = Date.now();
+      sent++;
+      try {
+        // Resolves on PUBACK; a publish cut off by a dead node is resent by mqtt.js after it reconnected.
+        await client.publishAsync(`devices/dev-${i}/telemetry`, JSON.stringify({ id: `m-${n}`, ts: BASE_TS + n, seq: n }), { qos: 1 });
+        acknowledged(i, n, startedAt);
+      } catch {
+        failed++;
+        await new Promise((r) => setTimeout(r, 20)); // back-off, not synchronisation
+      }
+    }
+  };
+  const all = [...Array.from({ length: HTTP_CLIENTS }, (_, i) => httpClient(i)), ...Array.from({ length: MQTT_CLIENTS }, (_, k) => mqttClient(k))];
   return {
     markFault() { faultAt = Date.now(); firstOkAfterFault.fill(undefined); },
     recovered: () => firstOkAfterFault.every((t) => t !== undefined),
     async stop() {
       running = false;
       await Promise.all(all);
+      await Promise.all(mqttClients.map((m) => m.endAsync()));
       const recoveredMs = faultAt ? Math.max(...firstOkAfterFault.map((t) => (t ?? Infinity) - faultAt)) : 0;
       return { sent, ok, failed, recoveredMs };
     },
@@ -163,14 +189,14 @@ async function checkStored(c: LocalCluster): Promise<{ acked: number; stored: nu
   return { acked: total, stored, storedUnacked };
 }
 
-test('cluster: the processing leader node is SIGKILLed mid-run; clients through HAProxy get 202s again within 2 s, processing moves, every 202 stored once', { skip }, async (t) => {
+test('cluster: the processing leader node is SIGKILLed mid-run; HTTP and MQTT QoS 1 clients through HAProxy are served again within 2 s, processing moves, every 202 stored once', { skip }, async (t) => {
   const c = cluster!;
   const leader = await leaderIndex(c);
-  const load = runLoad(c);
+  const load = await runLoad(c);
   await waitFor(() => [...acked.values()].every((s) => s.size >= 50), { timeoutMs: 30_000, what: '50 acknowledged messages per client before the kill' });
   load.markFault();
   await c.killNode(leader);
-  await waitFor(() => load.recovered(), { timeoutMs: 2_000, intervalMs: 10, what: 'every client to get a 202 after the kill (deadline 2 s)' }).catch(async (err) => {
+  await waitFor(() => load.recovered(), { timeoutMs: 2_000, intervalMs: 10, what: 'every client to get a 202 / PUBACK after the kill (deadline 2 s)' }).catch(async (err) => {
     throw new Error(`${(err as Error).message}\nHAProxy:\n${c.haproxyOutput()}`);
   });
   // Keep going a little with the survivors, and until processing has moved.
@@ -179,7 +205,7 @@ test('cluster: the processing leader node is SIGKILLed mid-run; clients through 
   const until = Date.now() + 1500;
   await waitFor(() => Date.now() > until, { timeoutMs: 5000, what: 'more load after the failover' });
   const r = await load.stop();
-  t.diagnostic(`node kill: killed ${c.nodes[leader]!.name} (processing leader); ${r.sent} requests, ${r.ok} × 202, ${r.failed} refused or failed; every client had a 202 again ${r.recoveredMs} ms after the kill; processing now on ${c.nodes[newLeader]!.name}`);
+  t.diagnostic(`node kill: killed ${c.nodes[leader]!.name} (processing leader); ${r.sent} requests, ${r.ok} acknowledged (202 / PUBACK), ${r.failed} refused or failed; every client had a 202 / PUBACK again ${r.recoveredMs} ms after the kill; processing now on ${c.nodes[newLeader]!.name}`);
   assert.ok(r.recoveredMs <= 2000, `clients recovered after ${r.recoveredMs} ms`);
   const s = await checkStored(c);
   t.diagnostic(`stored: ${s.acked} acknowledged messages each stored exactly once (${s.storedUnacked} more stored whose answer was lost)`);
@@ -187,7 +213,7 @@ test('cluster: the processing leader node is SIGKILLed mid-run; clients through 
 
 test('cluster: the NATS server leading the log stream is SIGKILLed mid-run (R3); clients get 202s again, every 202 stored once', { skip }, async (t) => {
   const c = cluster!;
-  const load = runLoad(c);
+  const load = await runLoad(c);
   const before = [...acked.values()].map((s) => s.size);
   await waitFor(() => [...acked.values()].every((s, i) => s.size >= before[i]! + 50), { timeoutMs: 30_000, what: '50 more acknowledged messages per client before the kill' });
   const nc = await connect({ servers: c.nats.urls });
@@ -202,11 +228,11 @@ test('cluster: the NATS server leading the log stream is SIGKILLed mid-run (R3);
   const server = c.nats.servers.find((s) => s.name === killedName)!;
   load.markFault();
   await server.kill();
-  await waitFor(() => load.recovered(), { timeoutMs: 15_000, intervalMs: 10, what: 'every client to get a 202 after the NATS kill (deadline 15 s)' });
+  await waitFor(() => load.recovered(), { timeoutMs: 15_000, intervalMs: 10, what: 'every client to get a 202 / PUBACK after the NATS kill (deadline 15 s)' });
   const until = Date.now() + 1500;
   await waitFor(() => Date.now() > until, { timeoutMs: 5000, what: 'more load after the failover' });
   const r = await load.stop();
-  t.diagnostic(`NATS kill: killed ${killedName} (log stream leader); ${r.sent} requests, ${r.ok} × 202, ${r.failed} refused (503) or failed; every client had a 202 again ${r.recoveredMs} ms after the kill`);
+  t.diagnostic(`NATS kill: killed ${killedName} (log stream leader); ${r.sent} requests, ${r.ok} acknowledged (202 / PUBACK), ${r.failed} refused (503) or failed; every client had a 202 / PUBACK again ${r.recoveredMs} ms after the kill`);
   await leaderIndex(c);
   const s = await checkStored(c);
   t.diagnostic(`stored: ${s.acked} acknowledged messages (both runs) each stored exactly once (${s.storedUnacked} more stored whose answer was lost)`);
