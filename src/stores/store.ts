@@ -73,6 +73,13 @@ export interface DeviceRecord {
 }
 export type DevicePatch = Partial<Pick<DeviceRecord, 'project' | 'tokenHash' | 'disabled'>>;
 
+export interface TenantRecord { id: string; name: string; createdAt: number }
+export interface ProjectRecord { tenant: string; name: string; createdAt: number }
+export type ApiRole = 'admin' | 'write' | 'read';
+/** An API key of one tenant; only the SHA-256 of the secret is stored (src/core/ids.ts hashToken). */
+export interface ApiKeyRecord { id: string; tenant: string; role: ApiRole; name: string; keyHash: string; createdAt: number }
+export type ApiKeyInfo = Omit<ApiKeyRecord, 'keyHash'>;
+
 export interface RegistryStore {
   /** Rejects with DEVICE_EXISTS when (tenant, id) exists. */
   createDevice(device: DeviceRecord): Promise<void>;
@@ -83,7 +90,30 @@ export interface RegistryStore {
   findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined>;
 }
 
-export interface Store extends RegistryStore {
+/**
+ * Tenants, projects and API keys (kept apart from RegistryStore, which device-only registries
+ * implement). The tenant `default` and every tenant's project `default` always exist; lists are
+ * small (no paging), ordered by id or name.
+ */
+export interface TenancyStore {
+  /** Rejects with TENANT_EXISTS; creates the tenant's `default` project with it. */
+  createTenant(tenant: TenantRecord): Promise<void>;
+  getTenant(id: string): Promise<TenantRecord | undefined>;
+  listTenants(): Promise<TenantRecord[]>;
+  /** Rejects with TENANT_NOT_FOUND or PROJECT_EXISTS. */
+  createProject(project: ProjectRecord): Promise<void>;
+  getProject(tenant: string, name: string): Promise<ProjectRecord | undefined>;
+  listProjects(tenant: string): Promise<ProjectRecord[]>;
+  /** Rejects with TENANT_NOT_FOUND; a key id or hash already in use is BAD_REQUEST. */
+  createApiKey(key: ApiKeyRecord): Promise<void>;
+  /** The tenant's keys without their hashes, ordered by id. */
+  listApiKeys(tenant: string): Promise<ApiKeyInfo[]>;
+  /** Deletes the key only if it belongs to `tenant`; false otherwise. */
+  revokeApiKey(tenant: string, id: string): Promise<boolean>;
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
+}
+
+export interface Store extends RegistryStore, TenancyStore {
   open(): Promise<void>;
   close(): Promise<void>;
   /** Writes points (updating latest state: last write wins by device time), raw messages and dead letters; idempotent. */

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isFluxgateError } from '../../src/core/errors.js';
 import type { DeadLetter, DeviceRecord, Page, RawMessage, Store, TelemetryPoint, Value } from '../../src/stores/store.js';
+import { tenancyCases } from './tenancy.cases.js';
 
 export interface StoreSuiteOptions {
   name: string;
@@ -340,5 +341,7 @@ export function runStoreSuite(opts: StoreSuiteOptions): void {
       assert.deepEqual([...latest].sort((a, b) => a.key.localeCompare(b.key)),
         [...newest.values()].sort((a, b) => a.key.localeCompare(b.key)).map((p) => ({ key: p.key, value: p.value, ts: p.ts })));
     }));
+
+    tenancyCases(withStore);
   });
 }

@@ -16,8 +16,8 @@ import { FluxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
-  AggregateQuery, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, RangeQuery, RawMessage, Store,
-  StoredDeadLetter, TelemetryPoint, WriteBatch,
+  AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
+  RangeQuery, RawMessage, Store, StoredDeadLetter, TelemetryPoint, TenantRecord, WriteBatch,
 } from '../store.js';
 import { fromWireError, type Op, type Response, type WorkerEvent } from './protocol.js';
 import { encodeBatch } from './wire.js';
@@ -39,7 +39,8 @@ function workerEntry(): { url: URL; entry?: string } {
 }
 
 /** Calls a read connection can answer: they never wait behind writes or compaction. */
-const READS: ReadonlySet<Op> = new Set<Op>(['latest', 'range', 'aggregate', 'messages', 'deadLetters', 'getDevice', 'listDevices', 'findDeviceByTokenHash']);
+const READS: ReadonlySet<Op> = new Set<Op>(['latest', 'range', 'aggregate', 'messages', 'deadLetters', 'getDevice', 'listDevices', 'findDeviceByTokenHash',
+  'getTenant', 'listTenants', 'getProject', 'listProjects', 'listApiKeys', 'findApiKeyByHash']);
 
 type Role = 'writer' | 'reader';
 
@@ -127,6 +128,16 @@ export class EmbeddedStore implements Store {
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.call('updateDevice', [tenant, id, patch]); }
   deleteDevice(tenant: string, id: string): Promise<boolean> { return this.call('deleteDevice', [tenant, id]); }
   findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined> { return this.call('findDeviceByTokenHash', [tokenHash]); }
+  createTenant(tenant: TenantRecord): Promise<void> { return this.call('createTenant', [tenant]); }
+  getTenant(id: string): Promise<TenantRecord | undefined> { return this.call('getTenant', [id]); }
+  listTenants(): Promise<TenantRecord[]> { return this.call('listTenants', []); }
+  createProject(project: ProjectRecord): Promise<void> { return this.call('createProject', [project]); }
+  getProject(tenant: string, name: string): Promise<ProjectRecord | undefined> { return this.call('getProject', [tenant, name]); }
+  listProjects(tenant: string): Promise<ProjectRecord[]> { return this.call('listProjects', [tenant]); }
+  createApiKey(key: ApiKeyRecord): Promise<void> { return this.call('createApiKey', [key]); }
+  listApiKeys(tenant: string): Promise<ApiKeyInfo[]> { return this.call('listApiKeys', [tenant]); }
+  revokeApiKey(tenant: string, id: string): Promise<boolean> { return this.call('revokeApiKey', [tenant, id]); }
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> { return this.call('findApiKeyByHash', [keyHash]); }
 
   /** Moves staged points into the series-ordered table now (tests and benchmarks). */
   compact(): Promise<number> { return this.call('compact', []); }

@@ -10,6 +10,7 @@ import type { Op } from './protocol.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
 import { Retention } from './retention.js';
+import { Tenants } from './tenants.js';
 import { openDatabase, type Db } from './schema.js';
 import { COMPACT_ROWS, Writer } from './write.js';
 
@@ -19,6 +20,7 @@ export class Engine {
   private readonly reader: Reader;
   private readonly archive: Archive;
   private readonly registry: Registry;
+  private readonly tenants: Tenants;
   private readonly retention: Retention | undefined;
 
   /** A read-only engine (the store's reader worker) refuses writes. */
@@ -32,6 +34,7 @@ export class Engine {
     this.reader = new Reader(this.db, names);
     this.archive = new Archive(this.db, names);
     this.registry = new Registry(this.db);
+    this.tenants = new Tenants(this.db);
   }
 
   get writer(): Writer {
@@ -58,6 +61,16 @@ export class Engine {
       case 'updateDevice': return this.registry.updateDevice(a[0], a[1], a[2]);
       case 'deleteDevice': return this.registry.deleteDevice(a[0], a[1]);
       case 'findDeviceByTokenHash': return this.registry.findDeviceByTokenHash(a[0]);
+      case 'createTenant': return this.tenants.createTenant(a[0]);
+      case 'getTenant': return this.tenants.getTenant(a[0]);
+      case 'listTenants': return this.tenants.listTenants();
+      case 'createProject': return this.tenants.createProject(a[0]);
+      case 'getProject': return this.tenants.getProject(a[0], a[1]);
+      case 'listProjects': return this.tenants.listProjects(a[0]);
+      case 'createApiKey': return this.tenants.createApiKey(a[0]);
+      case 'listApiKeys': return this.tenants.listApiKeys(a[0]);
+      case 'revokeApiKey': return this.tenants.revokeApiKey(a[0], a[1]);
+      case 'findApiKeyByHash': return this.tenants.findApiKeyByHash(a[0]);
       case 'compact': return this.writer.compact();
       case 'close': return this.close();
     }

@@ -9,6 +9,8 @@ import { ERRORS, FluxgateError, type ErrorCode } from '../../core/errors.js';
 export type Op =
   | 'writeBatch' | 'latest' | 'range' | 'aggregate' | 'messages' | 'deadLetters' | 'deleteDeadLetters' | 'deleteBefore'
   | 'createDevice' | 'getDevice' | 'listDevices' | 'updateDevice' | 'deleteDevice' | 'findDeviceByTokenHash'
+  | 'createTenant' | 'getTenant' | 'listTenants' | 'createProject' | 'getProject' | 'listProjects'
+  | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'findApiKeyByHash'
   | 'compact' | 'close';
 
 export interface Request { id: number; op: Op; args: unknown[] }

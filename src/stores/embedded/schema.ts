@@ -77,6 +77,25 @@ const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   CREATE UNIQUE INDEX devices_by_token_hash ON devices (token_hash);
   `,
+  // v2: tenants, projects and API keys (./tenants.ts). `default` exists from the start; tenants
+  // and projects that devices already name are registered so an upgraded store keeps them.
+  `
+  CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE projects (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+  ) WITHOUT ROWID;
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL,
+    key_hash TEXT NOT NULL, created_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX api_keys_by_hash ON api_keys (key_hash);
+  CREATE INDEX api_keys_by_tenant ON api_keys (tenant, id);
+  INSERT INTO tenants (id, name, created_at) VALUES ('default', 'default', 0);
+  INSERT OR IGNORE INTO tenants (id, name, created_at) SELECT DISTINCT tenant, tenant, 0 FROM devices;
+  INSERT INTO projects (tenant, name, created_at) SELECT id, 'default', 0 FROM tenants;
+  INSERT OR IGNORE INTO projects (tenant, name, created_at) SELECT DISTINCT tenant, project, 0 FROM devices;
+  `,
 ];
 
 /**

@@ -12,8 +12,8 @@ import { FluxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
-  AggregateQuery, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, RangeQuery, RawMessage, Store,
-  StoredDeadLetter, TelemetryPoint, WriteBatch,
+  AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
+  RangeQuery, RawMessage, Store, StoredDeadLetter, TelemetryPoint, TenantRecord, WriteBatch,
 } from '../store.js';
 import { Archive } from './archive.js';
 import { isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
@@ -22,6 +22,7 @@ import { Partitions } from './partitions.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
 import { Retention } from './retention.js';
+import { Tenancy } from './tenants.js';
 import { Writer, type IngestMode } from './write.js';
 
 export interface PostgresStoreOptions {
@@ -55,6 +56,7 @@ export class PostgresStore implements Store {
   private readonly archive: Archive;
   private readonly registry: Registry;
   private readonly retention: Retention;
+  private readonly tenancy: Tenancy;
   private state: 'new' | 'open' | 'closed' = 'new';
   private lastFailure: string | undefined;
   private probing = false;
@@ -81,6 +83,7 @@ export class PostgresStore implements Store {
     this.archive = new Archive(this.pool, this.schema);
     this.registry = new Registry(this.pool, this.schema);
     this.retention = new Retention(this.pool, this.schema, this.partitions, opts.logger);
+    this.tenancy = new Tenancy(this.pool, this.schema);
     this.registerMetrics();
   }
 
@@ -153,6 +156,16 @@ export class PostgresStore implements Store {
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.run('updateDevice', () => this.registry.updateDevice(tenant, id, patch)); }
   deleteDevice(tenant: string, id: string): Promise<boolean> { return this.run('deleteDevice', () => this.registry.deleteDevice(tenant, id)); }
   findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined> { return this.run('findDeviceByTokenHash', () => this.registry.findDeviceByTokenHash(tokenHash)); }
+  createTenant(t: TenantRecord): Promise<void> { return this.run('createTenant', () => this.tenancy.createTenant(t)); }
+  getTenant(id: string): Promise<TenantRecord | undefined> { return this.run('getTenant', () => this.tenancy.getTenant(id)); }
+  listTenants(): Promise<TenantRecord[]> { return this.run('listTenants', () => this.tenancy.listTenants()); }
+  createProject(p: ProjectRecord): Promise<void> { return this.run('createProject', () => this.tenancy.createProject(p)); }
+  getProject(tenant: string, name: string): Promise<ProjectRecord | undefined> { return this.run('getProject', () => this.tenancy.getProject(tenant, name)); }
+  listProjects(tenant: string): Promise<ProjectRecord[]> { return this.run('listProjects', () => this.tenancy.listProjects(tenant)); }
+  createApiKey(k: ApiKeyRecord): Promise<void> { return this.run('createApiKey', () => this.tenancy.createApiKey(k)); }
+  listApiKeys(tenant: string): Promise<ApiKeyInfo[]> { return this.run('listApiKeys', () => this.tenancy.listApiKeys(tenant)); }
+  revokeApiKey(tenant: string, id: string): Promise<boolean> { return this.run('revokeApiKey', () => this.tenancy.revokeApiKey(tenant, id)); }
+  findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> { return this.run('findApiKeyByHash', () => this.tenancy.findApiKeyByHash(keyHash)); }
 
   /** Runs one call: refused unless open; driver errors mapped; pool health tracked for status(). */
   private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {

@@ -18,6 +18,7 @@
  */
 import type pg from 'pg';
 import { ident } from './codec.js';
+import { TENANCY_MIGRATION } from './tenants.js';
 
 /** First key of every advisory lock this store takes: 'FLUX' as an int4. */
 export const LOCK_SPACE = 0x464c5558;
@@ -62,6 +63,7 @@ const MIGRATIONS: Array<(s: string) => string> = [
     disabled boolean NOT NULL, created_at bigint NOT NULL,
     PRIMARY KEY (tenant, id)
   );`,
+  TENANCY_MIGRATION,
 ];
 
 /** Brings `schema` to the current version; returns the versions this call applied. */

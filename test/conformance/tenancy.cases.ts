@@ -1,0 +1,83 @@
+/**
+ * @module Store conformance, part two: tenants, projects and API keys (the TenancyStore
+ * contract), run inside `runStoreSuite` so every backend checks them with the same fresh
+ * store per test. Tenant isolation: tenant B never lists nor revokes tenant A's keys or projects.
+ */
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { isFluxgateError, type ErrorCode } from '../../src/core/errors.js';
+import type { ApiKeyRecord, Store } from '../../src/stores/store.js';
+
+const T0 = Date.UTC(2026, 0, 1);
+const code = (c: ErrorCode) => (err: unknown) => isFluxgateError(err, c);
+
+function key(over: Partial<ApiKeyRecord> & { id: string }): ApiKeyRecord {
+  return { tenant: 'acme', role: 'read', name: `key ${over.id}`, keyHash: `hash-${over.id}`, createdAt: T0, ...over };
+}
+const hidden = ({ keyHash: _h, ...info }: ApiKeyRecord) => info;
+
+export function tenancyCases(withStore: (fn: (store: Store) => Promise<void>) => Promise<void>): void {
+  it('tenants - `default` always exists; create, get, list; TENANT_EXISTS; a new tenant has the project `default`', () => withStore(async (store) => {
+    assert.equal((await store.getTenant('default'))?.id, 'default');
+    assert.deepEqual((await store.listProjects('default')).map((p) => p.name), ['default']);
+    await store.createTenant({ id: 'acme', name: 'Acme Corp', createdAt: T0 });
+    await store.createTenant({ id: 'beta', name: 'Beta', createdAt: T0 + 1 });
+    await assert.rejects(store.createTenant({ id: 'acme', name: 'again', createdAt: T0 }), code('TENANT_EXISTS'));
+    assert.deepEqual(await store.getTenant('acme'), { id: 'acme', name: 'Acme Corp', createdAt: T0 });
+    assert.equal(await store.getTenant('acm'), undefined);
+    assert.deepEqual((await store.listTenants()).map((t) => t.id), ['acme', 'beta', 'default']);
+    assert.deepEqual(await store.listProjects('acme'), [{ tenant: 'acme', name: 'default', createdAt: T0 }]);
+  }));
+
+  it('projects - create, get, list per tenant; PROJECT_EXISTS; TENANT_NOT_FOUND', () => withStore(async (store) => {
+    await store.createTenant({ id: 'acme', name: 'Acme', createdAt: T0 });
+    await store.createProject({ tenant: 'acme', name: 'plant', createdAt: T0 + 5 });
+    await store.createProject({ tenant: 'acme', name: 'yard', createdAt: T0 + 6 });
+    await assert.rejects(store.createProject({ tenant: 'acme', name: 'plant', createdAt: T0 }), code('PROJECT_EXISTS'));
+    await assert.rejects(store.createProject({ tenant: 'acme', name: 'default', createdAt: T0 }), code('PROJECT_EXISTS'));
+    await assert.rejects(store.createProject({ tenant: 'nobody', name: 'plant', createdAt: T0 }), code('TENANT_NOT_FOUND'));
+    assert.deepEqual(await store.getProject('acme', 'plant'), { tenant: 'acme', name: 'plant', createdAt: T0 + 5 });
+    assert.equal(await store.getProject('acme', 'nope'), undefined);
+    assert.equal(await store.getProject('nobody', 'plant'), undefined);
+    assert.deepEqual((await store.listProjects('acme')).map((p) => p.name), ['default', 'plant', 'yard']);
+    assert.deepEqual(await store.listProjects('nobody'), []);
+  }));
+
+  it('api keys - create, list without hashes, find by hash, revoke; TENANT_NOT_FOUND; a reused secret is refused', () => withStore(async (store) => {
+    await store.createTenant({ id: 'acme', name: 'Acme', createdAt: T0 });
+    const admin = key({ id: 'k1', role: 'admin' });
+    await store.createApiKey(admin);
+    await store.createApiKey(key({ id: 'k2', role: 'write' }));
+    await store.createApiKey(key({ id: 'k3', tenant: 'default' }));
+    await assert.rejects(store.createApiKey(key({ id: 'k4', tenant: 'nobody' })), code('TENANT_NOT_FOUND'));
+    await assert.rejects(store.createApiKey(key({ id: 'k5', keyHash: 'hash-k1' })), code('BAD_REQUEST'));
+    await assert.rejects(store.createApiKey(key({ id: 'k1', keyHash: 'other' })), code('BAD_REQUEST'));
+    const listed = await store.listApiKeys('acme');
+    assert.deepEqual(listed, [hidden(admin), hidden(key({ id: 'k2', role: 'write' }))]);
+    assert.ok(listed.every((k) => !('keyHash' in k)), 'hashes are never listed');
+    assert.deepEqual(await store.findApiKeyByHash('hash-k1'), admin);
+    assert.equal(await store.findApiKeyByHash('unknown'), undefined);
+    assert.equal(await store.revokeApiKey('acme', 'k1'), true);
+    assert.equal(await store.revokeApiKey('acme', 'k1'), false);
+    assert.equal(await store.findApiKeyByHash('hash-k1'), undefined);
+    assert.deepEqual((await store.listApiKeys('acme')).map((k) => k.id), ['k2']);
+  }));
+
+  it('tenants are walls - tenant B never lists nor revokes tenant A\'s keys or projects', () => withStore(async (store) => {
+    await store.createTenant({ id: 'acme', name: 'A', createdAt: T0 });
+    await store.createTenant({ id: 'beta', name: 'B', createdAt: T0 });
+    await store.createProject({ tenant: 'acme', name: 'secret-plant', createdAt: T0 });
+    await store.createApiKey(key({ id: 'a-admin', role: 'admin' }));
+    await store.createApiKey(key({ id: 'b-admin', tenant: 'beta', role: 'admin' }));
+    assert.deepEqual((await store.listApiKeys('beta')).map((k) => k.id), ['b-admin']);
+    assert.deepEqual((await store.listProjects('beta')).map((p) => p.name), ['default']);
+    assert.equal(await store.getProject('beta', 'secret-plant'), undefined);
+    assert.equal(await store.revokeApiKey('beta', 'a-admin'), false);
+    // A project of the same name in B is B's own.
+    await store.createProject({ tenant: 'beta', name: 'secret-plant', createdAt: T0 + 1 });
+    assert.equal((await store.getProject('acme', 'secret-plant'))?.createdAt, T0);
+    assert.equal((await store.findApiKeyByHash('hash-a-admin'))?.tenant, 'acme');
+    assert.deepEqual((await store.listApiKeys('acme')).map((k) => k.id), ['a-admin']);
+    assert.deepEqual((await store.listApiKeys('acm')), []);
+  }));
+}
