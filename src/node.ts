@@ -103,7 +103,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
-      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission,
+      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       accepting: () => accepting,
       components: () => ({

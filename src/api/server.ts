@@ -20,6 +20,7 @@ import { telemetryRoutes } from './rest/telemetry.js';
 import { messageRoutes } from './rest/messages.js';
 import { deadLetterRoutes } from './rest/dead-letters.js';
 import { liveRoutes } from './live/routes.js';
+import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
 import type { Admission } from '../sources/admission.js';
 
@@ -40,6 +41,8 @@ export interface ApiServerOptions {
   version: string;
   hub: LiveHub;
   admission: Admission;
+  /** Where device commands go (the MQTT source); absent when MQTT is off. */
+  commands?: CommandChannel;
 }
 
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
@@ -76,5 +79,6 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(messageRoutes, { store: opts.store, apiAuth });
   await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth });
   await app.register(liveRoutes, { hub: opts.hub, store: opts.store, apiAuth });
+  await app.register(commandRoutes, { store: opts.store, apiAuth, channel: opts.commands });
   return app;
 }

@@ -46,6 +46,8 @@ export const ERRORS = {
   LOG_UNAVAILABLE: { status: 503, mqtt5: 0x80, coap: '5.03', retryable: true, meaning: 'The log could not make the message durable.', solve: 'Retry; check the disk or the log backend named in /readyz.' },
   STORE_UNAVAILABLE: { status: 503, coap: '5.03', retryable: true, meaning: 'The store could not answer.', solve: 'Retry; check the store named in /readyz.' },
   SHUTTING_DOWN: { status: 503, mqtt5: 0x8b, coap: '5.03', retryable: true, meaning: 'The node is stopping and takes no new messages.', solve: 'Retry against another node or after the restart.' },
+  COMMAND_TIMEOUT: { status: 504, meaning: 'The device did not reply to the command in time.', solve: 'Check that the device is connected over MQTT and subscribed to devices/{id}/commands/#, or raise timeoutMs.' },
+  COMMANDS_UNAVAILABLE: { status: 503, meaning: 'Commands travel over MQTT, which is disabled on this node.', solve: 'Enable MQTT (mqtt.enabled) or send the command through a node that runs it.' },
   INTERNAL: { status: 500, mqtt5: 0x80, coap: '5.00', meaning: 'An unexpected failure inside the node.', solve: 'Look at the node log for the error with this request id and report it.' },
 } as const satisfies Record<string, ErrorSpec>;
 
