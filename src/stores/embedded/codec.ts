@@ -4,7 +4,6 @@
  * boolean, and an integer 0/1 would read back as a number). Cursors are opaque base64url
  * strings; a cursor that does not decode is a BAD_REQUEST, never a crash.
  */
-import { FluxgateError } from '../../core/errors.js';
 import type { Value } from '../store.js';
 
 const TRUE = Buffer.from([1]);
@@ -24,20 +23,4 @@ export function decodeValue(v: unknown): Value {
   throw new Error(`embedded store: unexpected stored value ${String(v)}`);
 }
 
-export function encodeCursor(parts: Array<string | number>): string {
-  return Buffer.from(JSON.stringify(parts)).toString('base64url');
-}
-
-/** Decodes a cursor made by `encodeCursor` with the given shape ('n' number, 's' string). */
-export function decodeCursor(cursor: string, shape: string): Array<string | number> {
-  let parts: unknown;
-  try {
-    parts = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    parts = undefined;
-  }
-  const ok = Array.isArray(parts) && parts.length === shape.length &&
-    parts.every((p, i) => (shape[i] === 'n' ? typeof p === 'number' && Number.isFinite(p) : typeof p === 'string'));
-  if (!ok) throw new FluxgateError('BAD_REQUEST', 'invalid paging cursor (pass back the `next` value of the previous page unchanged)');
-  return parts as Array<string | number>;
-}
+export { encodeCursor, decodeCursor } from '../cursor.js';

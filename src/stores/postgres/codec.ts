@@ -17,23 +17,7 @@ export function decodeValue(r: ValueColumns): Value {
   return r.txt ?? '';
 }
 
-export function encodeCursor(parts: Array<string | number>): string {
-  return Buffer.from(JSON.stringify(parts)).toString('base64url');
-}
-
-/** Decodes a cursor made by `encodeCursor` with the given shape ('n' number, 's' string). */
-export function decodeCursor(cursor: string, shape: string): Array<string | number> {
-  let parts: unknown;
-  try {
-    parts = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    parts = undefined;
-  }
-  const ok = Array.isArray(parts) && parts.length === shape.length &&
-    parts.every((p, i) => (shape[i] === 'n' ? typeof p === 'number' && Number.isSafeInteger(p) : typeof p === 'string'));
-  if (!ok) throw new FluxgateError('BAD_REQUEST', 'invalid paging cursor (pass back the `next` value of the previous page unchanged)');
-  return parts as Array<string | number>;
-}
+export { encodeCursor, decodeCursor } from '../cursor.js';
 
 export function checkLimit(limit: number): number {
   if (!Number.isInteger(limit) || limit < 1) throw new FluxgateError('BAD_REQUEST', 'limit must be a positive integer');
