@@ -16,7 +16,8 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { PostgresStore } from '../src/stores/postgres/index.js';
-import type { RawMessage, TelemetryPoint, WriteBatch } from '../src/stores/store.js';
+import type { WriteBatch } from '../src/stores/store.js';
+import { fleetBatches, pct, FLEET_T0 } from './lib/fleet-batches.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,40 +34,6 @@ const TARGET = Number(args.rows);
 const MAX_MS = Number(args.seconds) * 1000;
 const BATCH = Number(args.batch);
 const INFLIGHT = Number(args.inflight);
-const DEVICES = 1000;
-const KEYS = ['temperature', 'humidity', 'voltage'];
-const STEP_MS = 30_000;
-const T0 = Date.UTC(2026, 10, 1);
-const deviceNames = Array.from({ length: DEVICES }, (_, d) => `dev-${d}`);
-const payload = new TextEncoder().encode(JSON.stringify({ temperature: 21.5, humidity: 40.25, voltage: 3.31, fw: '1.4.2', seq: 123456 }));
-
-/** Batches in arrival order: time-major, every device reports all keys in one message. */
-function* batches(): Generator<WriteBatch> {
-  let points: TelemetryPoint[] = [];
-  let messages: RawMessage[] = [];
-  let n = 0;
-  for (let step = 0; ; step++) {
-    const ts = T0 + step * STEP_MS;
-    for (let d = 0; d < DEVICES; d++) {
-      const messageId = `${d.toString(36)}-${step.toString(36).padStart(6, '0')}-a1b2c3d4`;
-      const device = deviceNames[d];
-      if (args.messages) messages.push({ tenant: 'acme', project: 'plant-7', device, topic: `mtic/msg/client/realtime/acme/plant-7/${device}`, kind: 'telemetry', ts, receiveTime: ts + 40, messageId, payload });
-      for (let k = 0; k < KEYS.length; k++) {
-        points.push({ tenant: 'acme', project: 'plant-7', device, key: KEYS[k], ts, value: 20 + ((d * 7 + step * 13 + k) % 1000) / 10, messageId });
-        if (++n >= TARGET) { yield { points, messages, deadLetters: [] }; return; }
-        if (points.length === BATCH) {
-          yield { points, messages, deadLetters: [] };
-          points = [];
-          messages = [];
-        }
-      }
-    }
-  }
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
-}
 
 interface PhaseResult { mode: 'insert' | 'copy'; rows: number; seconds: number; rowsPerSec: number; lastHalfRowsPerSec: number; p50: number; p99: number; replayRowsPerSec: number; clientCpuUsPerRow: number; serverCpuUsPerRow: number; reads: Record<string, number> }
 
@@ -104,7 +71,7 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
     const marks: Array<[number, number]> = [];
     const written: WriteBatch[] = [];
     let rows = 0;
-    const gen = batches();
+    const gen = fleetBatches({ target: TARGET, batch: BATCH, messages: Boolean(args.messages) });
     let done = false;
     const start = performance.now();
     const cpu0 = process.cpuUsage();
@@ -133,9 +100,9 @@ async function phase(mode: 'insert' | 'copy'): Promise<PhaseResult> {
     };
     const reads = {
       latestMs: await time(() => store.latest('acme', 'dev-777')),
-      rangePage1000AllKeysMs: await time(() => store.range({ tenant: 'acme', device: 'dev-500', from: T0, to: T0 + 86_400_000, limit: 1000 })),
-      dayOf1MinAvgMs: await time(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: T0, to: T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' })),
-      messagesPage100Ms: await time(() => store.messages({ tenant: 'acme', device: 'dev-500', from: T0, to: T0 + 86_400_000, limit: 100 })),
+      rangePage1000AllKeysMs: await time(() => store.range({ tenant: 'acme', device: 'dev-500', from: FLEET_T0, to: FLEET_T0 + 86_400_000, limit: 1000 })),
+      dayOf1MinAvgMs: await time(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: FLEET_T0, to: FLEET_T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' })),
+      messagesPage100Ms: await time(() => store.messages({ tenant: 'acme', device: 'dev-500', from: FLEET_T0, to: FLEET_T0 + 86_400_000, limit: 100 })),
     };
     // The same batches again: every row conflicts, as after a crash replays the log.
     const r0 = performance.now();

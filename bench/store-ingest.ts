@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { EmbeddedStore } from '../src/stores/embedded/index.js';
-import type { RawMessage, TelemetryPoint, WriteBatch } from '../src/stores/store.js';
+import { fleetBatches, pct, FLEET_T0 } from './lib/fleet-batches.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,40 +30,6 @@ const TARGET = Number(args.rows);
 const MAX_MS = Number(args.seconds) * 1000;
 const BATCH = Number(args.batch);
 const INFLIGHT = Number(args.inflight);
-const DEVICES = 1000;
-const KEYS = ['temperature', 'humidity', 'voltage'];
-const STEP_MS = 30_000;
-const T0 = Date.UTC(2026, 10, 1);
-const deviceNames = Array.from({ length: DEVICES }, (_, d) => `dev-${d}`);
-const payload = new TextEncoder().encode(JSON.stringify({ temperature: 21.5, humidity: 40.25, voltage: 3.31, fw: '1.4.2', seq: 123456 }));
-
-/** Batches in arrival order: time-major, every device reports all keys in one message. */
-function* batches(): Generator<WriteBatch> {
-  let points: TelemetryPoint[] = [];
-  let messages: RawMessage[] = [];
-  let n = 0;
-  for (let step = 0; ; step++) {
-    const ts = T0 + step * STEP_MS;
-    for (let d = 0; d < DEVICES; d++) {
-      const messageId = `${d.toString(36)}-${step.toString(36).padStart(6, '0')}-a1b2c3d4`;
-      const device = deviceNames[d];
-      if (args.messages) messages.push({ tenant: 'acme', project: 'plant-7', device, topic: `mtic/msg/client/realtime/acme/plant-7/${device}`, kind: 'telemetry', ts, receiveTime: ts + 40, messageId, payload });
-      for (let k = 0; k < KEYS.length; k++) {
-        points.push({ tenant: 'acme', project: 'plant-7', device, key: KEYS[k], ts, value: 20 + ((d * 7 + step * 13 + k) % 1000) / 10, messageId });
-        if (++n >= TARGET) { yield { points, messages, deadLetters: [] }; return; }
-        if (points.length === BATCH) {
-          yield { points, messages, deadLetters: [] };
-          points = [];
-          messages = [];
-        }
-      }
-    }
-  }
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN;
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'fluxgate-bench-store-ingest-'));
 const store = new EmbeddedStore({ dir });
@@ -77,7 +43,7 @@ try {
   let messages = 0;
   const start = performance.now();
   const cpu0 = process.cpuUsage();
-  const gen = batches();
+  const gen = fleetBatches({ target: TARGET, batch: BATCH, messages: Boolean(args.messages) });
   let done = false;
   // A dashboard polling one device every 50 ms while ingest runs: its latest state (answered by
   // the writer) and its last 100 points (answered by the read connection).
@@ -89,7 +55,7 @@ try {
       await store.latest('acme', 'dev-42');
       readLatencies.push(performance.now() - t);
       t = performance.now();
-      await store.range({ tenant: 'acme', device: 'dev-42', key: 'voltage', from: T0, to: T0 + 86_400_000 * 365, limit: 100 });
+      await store.range({ tenant: 'acme', device: 'dev-42', key: 'voltage', from: FLEET_T0, to: FLEET_T0 + 86_400_000 * 365, limit: 100 });
       rangeLatencies.push(performance.now() - t);
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -122,10 +88,10 @@ try {
 
   const r = async <T>(fn: () => Promise<T>): Promise<[T, number]> => { const t = performance.now(); const v = await fn(); return [v, performance.now() - t]; };
   const [, latestMs] = await r(() => store.latest('acme', 'dev-777'));
-  const [day, aggMs] = await r(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: T0, to: T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' }));
-  const [page, rangeMs] = await r(() => store.range({ tenant: 'acme', device: 'dev-500', from: T0, to: T0 + 86_400_000, limit: 1000 }));
+  const [day, aggMs] = await r(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: FLEET_T0, to: FLEET_T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' }));
+  const [page, rangeMs] = await r(() => store.range({ tenant: 'acme', device: 'dev-500', from: FLEET_T0, to: FLEET_T0 + 86_400_000, limit: 1000 }));
   const [compacted, compactMs] = await r(() => store.compact());
-  const [, aggAfterMs] = await r(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: T0, to: T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' }));
+  const [, aggAfterMs] = await r(() => store.aggregate({ tenant: 'acme', device: 'dev-500', key: 'humidity', from: FLEET_T0, to: FLEET_T0 + 86_400_000, intervalMs: 60_000, agg: 'avg' }));
 
   const result = {
     rows, messages, seconds: +seconds.toFixed(2), rowsPerSec: Math.round(rows / seconds), lastFifthRowsPerSec: Math.round(lastFifth),
