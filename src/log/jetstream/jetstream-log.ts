@@ -5,6 +5,7 @@
  * While the connection is down appends fail at once with LOG_UNAVAILABLE and pressure() says
  * overLimit; the client reconnects by itself forever, and appends succeed again when it has.
  */
+import { OneAtATime } from '../one-at-a-time.js';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -64,7 +65,8 @@ export class JetStreamLog implements Log {
   private readonly stream: string;
   private readonly prefix: string;
   private readonly groups = new Map<string, GroupReader>();
-  private readonly readChains = new Map<string, Promise<unknown>>();
+  /** One read at a time per group, so successive reads hand out successive records. */
+  private readonly reads = new OneAtATime();
   private readonly inflight = new Set<Promise<unknown>>();
   private pendingBytes = 0;
   private retention?: Promise<void>;
@@ -137,11 +139,7 @@ export class JetStreamLog implements Log {
   }
 
   read(group: string, max: number, waitMs: number): Promise<LogBatch> {
-    // One read at a time per group, so successive reads hand out successive records.
-    const prev = this.readChains.get(group) ?? Promise.resolve();
-    const next = prev.then(() => this.readNow(group, max, waitMs));
-    this.readChains.set(group, next.catch(() => undefined));
-    return next;
+    return this.reads.run(group, () => this.readNow(group, max, waitMs));
   }
 
   async commit(group: string, batch: LogBatch): Promise<void> {
@@ -185,7 +183,7 @@ export class JetStreamLog implements Log {
     this.state = 'closing';
     for (const g of this.groups.values()) g.cancelWaits();
     // Appends already sent still get their answer (ack or timeout) before the connection goes.
-    await Promise.allSettled([...this.inflight, ...this.readChains.values(), this.retention]);
+    await Promise.allSettled([...this.inflight, this.reads.idle(), this.retention]);
     this.lag?.stop();
     this.publisher?.close();
     const nc = this.nc!;

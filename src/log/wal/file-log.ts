@@ -13,6 +13,7 @@
  * segments in a subdirectory with its own writer and sequences; groups would then hold one
  * position per lane. Nothing here assumes a single lane beyond this class.
  */
+import { OneAtATime } from '../one-at-a-time.js';
 import { mkdir, open, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -56,7 +57,8 @@ export class FileLog implements Log {
   /** Every known group → its committed position (first unprocessed sequence). */
   private readonly groups = new Map<string, number>();
   private readonly cursors = new Map<string, Cursor>();
-  private readonly readChains = new Map<string, Promise<unknown>>();
+  /** One read at a time per group, so successive reads hand out successive records. */
+  private readonly reads = new OneAtATime();
   private readonly waiters = new Set<() => void>();
   private retention?: Promise<void>;
   private closing?: Promise<void>;
@@ -125,11 +127,7 @@ export class FileLog implements Log {
   }
 
   read(group: string, max: number, waitMs: number): Promise<LogBatch> {
-    // One read at a time per group, so successive reads hand out successive records.
-    const prev = this.readChains.get(group) ?? Promise.resolve();
-    const next = prev.then(() => this.readNow(group, max, waitMs));
-    this.readChains.set(group, next.catch(() => undefined));
-    return next;
+    return this.reads.run(group, () => this.readNow(group, max, waitMs));
   }
 
   async commit(group: string, batch: LogBatch): Promise<void> {
@@ -177,7 +175,7 @@ export class FileLog implements Log {
     this.wake();
     // Appends queued before close are still written and acknowledged.
     await this.writer.close();
-    await Promise.all([...this.readChains.values()]);
+    await this.reads.idle();
     await this.retention?.catch(() => undefined);
     await this.offsets.idle();
     await this.reader.close();
