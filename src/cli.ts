@@ -8,6 +8,7 @@ import { clientSettings } from './config/client.js';
 import { isFluxgateError } from './core/errors.js';
 import { startNode, VERSION, type RunningNode } from './node.js';
 import { simulate, simulateOptions } from './simulate/simulate.js';
+import { restCaller, runKey, runProject, runTenant } from './cli-tenancy.js';
 
 const USAGE = `fluxgate ${VERSION} — IoT telemetry platform
 
@@ -19,12 +20,20 @@ Usage:
   fluxgate device disable|enable <id>
   fluxgate device rotate <id>                   new token; the old one stops working
   fluxgate device delete <id>
+  fluxgate tenant create <id> [--name N]        platform admin: new tenant, prints its first admin key
+  fluxgate tenant list
+  fluxgate key create --role admin|write|read [--name N]   prints the new API key once
+  fluxgate key list
+  fluxgate key revoke <id>
+  fluxgate project create <name>
+  fluxgate project list
   fluxgate simulate --devices N --duration 30s [--rate 1] [--protocol http|mqtt] [--mqtt-port 1883] [--qos 1]
                                                 simulated devices against a running node
   fluxgate help [start]
 
 Registry and simulate commands talk to a running node: --url (FLUXGATE_URL, default http://127.0.0.1:8080)
-and --key (FLUXGATE_ADMIN_KEY, default: read from <data-dir>/admin.key).`;
+and --key (FLUXGATE_ADMIN_KEY, default: read from <data-dir>/admin.key); with the platform admin key,
+--tenant T acts on tenant T (default: the tenant "default"); a tenant API key acts on its own tenant.`;
 
 function parseArgs(argv: string[]): { positional: string[]; flags: Record<string, string> } {
   const positional: string[] = [];
@@ -94,18 +103,7 @@ function adminClient(flags: Record<string, string>): { url: string; key: string 
 async function runDevice(args: string[], flags: Record<string, string>): Promise<void> {
   const [verb, id] = args;
   const client = adminClient(flags);
-  const call = async (method: string, path: string, body?: unknown) => {
-    let res: Response;
-    try {
-      res = await fetch(client.url + path, { method, headers: { authorization: `Bearer ${client.key}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
-    } catch (err) {
-      throw new Error(`cannot reach a node at ${client.url} (${(err as Error).cause ?? (err as Error).message}): start one with npm start, or pass --url / FLUXGATE_URL`);
-    }
-    const text = await res.text();
-    const json = text ? JSON.parse(text) : undefined;
-    if (!res.ok) throw new Error(`${json?.code ?? res.status}: ${json?.message ?? text}`);
-    return json;
-  };
+  const call = restCaller(client.url, client.key, flags.tenant);
   const need = () => { if (!id) throw new Error(`usage: fluxgate device ${verb} <id>`); return encodeURIComponent(id); };
   switch (verb) {
     case 'create': {
@@ -136,6 +134,11 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'start': return runStart(flags);
     case 'device': return runDevice(rest, flags);
+    case 'tenant': case 'key': case 'project': {
+      const { url, key } = adminClient(flags);
+      const call = restCaller(url, key, flags.tenant);
+      return command === 'tenant' ? runTenant(call, rest, flags) : command === 'key' ? runKey(call, rest, flags) : runProject(call, rest);
+    }
     case 'simulate': {
       const { url, key } = adminClient(flags);
       await simulate(simulateOptions(flags, url, key));

@@ -19,10 +19,11 @@ import { createJetStreamLog } from './log/jetstream/index.js';
 import { createEmbeddedStore } from './stores/embedded/index.js';
 import { createPostgresStore } from './stores/postgres/index.js';
 import { DeviceAuth } from './registry/device-auth.js';
+import { ApiKeyApps } from './registry/api-key-apps.js';
 import { resolveAdminKey } from './registry/admin-key.js';
 import { Pipeline } from './process/pipeline.js';
 import { startProcessing } from './cluster/process-lease.js';
-import { createApiServer } from './api/server.js';
+import { createApiServer, routeTable, type RouteEntry } from './api/server.js';
 import { LiveHub } from './api/live/hub.js';
 import { relayLiveOverNats } from './api/live/nats-relay.js';
 import { Admission } from './sources/admission.js';
@@ -43,6 +44,8 @@ export interface RunningNode {
   store: Store;
   metrics: Metrics;
   logger: Logger;
+  /** Every HTTP route (method, URL pattern) of the node's API server. */
+  routes: RouteEntry[];
   stop(): Promise<void>;
 }
 
@@ -101,7 +104,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
@@ -155,7 +158,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       })();
       return stopping;
     };
-    return { config, dataDir, adminKey: admin.key, adminKeyGenerated: admin.generated, httpUrl: addresses[0].url, addresses, log, store, metrics, logger, stop };
+    return { config, dataDir, adminKey: admin.key, adminKeyGenerated: admin.generated, httpUrl: addresses[0].url, addresses, log, store, metrics, logger, routes: routeTable(app), stop };
   } catch (err) {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     throw err;

@@ -19,6 +19,9 @@ import { deviceRoutes } from './rest/devices.js';
 import { telemetryRoutes } from './rest/telemetry.js';
 import { messageRoutes } from './rest/messages.js';
 import { deadLetterRoutes } from './rest/dead-letters.js';
+import { tenantRoutes } from './rest/tenants.js';
+import { keyRoutes } from './rest/keys.js';
+import { projectRoutes } from './rest/projects.js';
 import { liveRoutes } from './live/routes.js';
 import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
@@ -45,6 +48,15 @@ export interface ApiServerOptions {
   commands?: CommandChannel;
 }
 
+/** One route of the server (method and URL pattern), as Fastify's onRoute hook saw it. */
+export interface RouteEntry { method: string; url: string }
+const ROUTES = new WeakMap<FastifyInstance, RouteEntry[]>();
+
+/** Every route of a server made by createApiServer, so a test can walk them all (test/integration/tenant-isolation.test.ts). */
+export function routeTable(app: FastifyInstance): RouteEntry[] {
+  return ROUTES.get(app) ?? [];
+}
+
 export async function createApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     // Per-request lines are info-level in Fastify: keep them for debug/trace, drop them otherwise (hot path).
@@ -53,6 +65,11 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, useDefaults: true } },
+  });
+  const routes: RouteEntry[] = [];
+  ROUTES.set(app, routes);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) routes.push({ method, url: r.url });
   });
   app.setErrorHandler(errorHandler(opts.bodyLimitBytes));
   app.setNotFoundHandler((req, reply) => {
@@ -63,12 +80,12 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(swagger, {
     openapi: {
       info: { title: 'Fluxgate', description: 'IoT telemetry platform: ingest, latest state, history, registry.', version: opts.version },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key (admin key) for REST; device token for ingest.' } } },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'For REST: the platform admin key (acts on the tenant named by header X-Fluxgate-Tenant or query tenant=, else `default`) or a tenant API key (its own tenant; role read, write or admin). For ingest: the device token.' } } },
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  const apiAuth = new ApiAuth(opts.adminKey);
+  const apiAuth = new ApiAuth(opts.adminKey, opts.store);
   await app.register(healthRoutes, { components: opts.components });
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
     return reply.header('content-type', opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
@@ -80,5 +97,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth });
   await app.register(liveRoutes, { hub: opts.hub, store: opts.store, apiAuth });
   await app.register(commandRoutes, { store: opts.store, apiAuth, channel: opts.commands });
+  await app.register(tenantRoutes, { store: opts.store, apiAuth });
+  await app.register(keyRoutes, { store: opts.store, apiAuth });
+  await app.register(projectRoutes, { store: opts.store, apiAuth });
   return app;
 }

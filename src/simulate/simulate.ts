@@ -26,6 +26,9 @@ async function provision(o: SimulateOptions): Promise<Array<{ id: string; token:
   const headers = { authorization: `Bearer ${o.key}`, 'content-type': 'application/json' };
   const ids = Array.from({ length: o.devices }, (_, i) => `${o.prefix}${i}`);
   const out: Array<{ id: string; token: string }> = [];
+  // Devices belong to an existing project: make `simulation` (409 means it is there already).
+  const p = await fetch(`${o.url}/api/v1/projects`, { method: 'POST', headers, body: JSON.stringify({ name: 'simulation' }) });
+  if (p.status !== 201 && p.status !== 409) throw new Error(`cannot create project simulation: ${p.status} ${await p.text()}`);
   for (let i = 0; i < ids.length; i += 20) {
     out.push(...(await Promise.all(ids.slice(i, i + 20).map(async (id) => {
       let r = await fetch(`${o.url}/api/v1/devices`, { method: 'POST', headers, body: JSON.stringify({ id, project: 'simulation' }) });

@@ -15,6 +15,7 @@ export interface TestNode {
   dir: string;
   /** fetch against the node with the admin key; JSON in and out. */
   api(method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** Creates the device (and its project, if named and missing); returns its token. */
   createDevice(id: string, project?: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -44,6 +45,11 @@ export async function startTestNode(overrides: DeepPartial<Config> = {}, existin
   return {
     node, url: node.httpUrl, dir: tmp.dir, api,
     async createDevice(id, project) {
+      // A device belongs to an existing project; 409 means an earlier call made it.
+      if (project) {
+        const p = await api('POST', '/api/v1/projects', { name: project });
+        if (p.status !== 201 && p.status !== 409) throw new Error(`create project ${project}: ${p.status} ${JSON.stringify(p.body)}`);
+      }
       const r = await api('POST', '/api/v1/devices', { id, ...(project ? { project } : {}) });
       if (r.status !== 201) throw new Error(`create device ${id}: ${r.status} ${JSON.stringify(r.body)}`);
       return r.body.token as string;

@@ -16,6 +16,7 @@ describe('rest - devices', () => {
   after(() => t?.stop());
 
   it('creates, gets, lists with paging, rotates and deletes devices', async () => {
+    assert.equal((await t.api('POST', '/api/v1/projects', { name: 'plant-1' })).status, 201);
     const created = await t.api('POST', '/api/v1/devices', { id: 'dev-a', project: 'plant-1' });
     assert.equal(created.status, 201);
     assert.equal(created.body.id, 'dev-a');
@@ -193,6 +194,8 @@ describe('cli', () => {
       const run = (...args: string[]) => new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
         execFile(process.execPath, [cli, ...args, '--url', t.url, '--key', ADMIN_KEY], { encoding: 'utf8' }, (err, stdout, stderr) => resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }));
       });
+      assert.equal((await run('device', 'create', 'cli-0', '--project', 'p9')).status, 1, 'a device needs an existing project');
+      assert.equal((await run('project', 'create', 'p9')).status, 0);
       const created = await run('device', 'create', 'cli-1', '--project', 'p9');
       assert.equal(created.status, 0, created.stderr);
       const token = /token: (\S+)/.exec(created.stdout)?.[1];

@@ -6,7 +6,7 @@
  * socket buffers more than 1 MiB is disconnected (SSE) or closed with 1008 (WebSocket) and counted.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -31,10 +31,10 @@ export async function liveRoutes(app: FastifyInstance, opts: { hub: LiveHub; sto
   const streams = new Set<() => void>();
 
   app.get<{ Params: { id: string } }>('/api/v1/devices/:id/live', {
-    schema: { tags: ['live'], summary: 'Live updates of one device as Server-Sent Events (event: telemetry)', security, params: Type.Object({ id: Type.String({ minLength: 1 }) }), querystring: Type.Object({ key: Type.Optional(Type.String()) }), response: errors(401, 404) },
+    schema: { tags: ['live'], summary: 'Live updates of one device as Server-Sent Events (event: telemetry)', security, params: Type.Object({ id: Type.String({ minLength: 1 }) }), querystring: Type.Object({ key: Type.Optional(Type.String()) }), response: errors(401, 403, 404) },
   }, async (req, reply) => {
     withQueryKey(req, new URL(req.url, 'http://x'));
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     if (!(await store.getDevice(tenant, req.params.id))) throw new FluxgateError('DEVICE_NOT_FOUND', `no device ${req.params.id} in tenant ${tenant}`);
     reply.hijack();
     const res = reply.raw;
@@ -52,7 +52,9 @@ export async function liveRoutes(app: FastifyInstance, opts: { hub: LiveHub; sto
   });
 
   // WebSocket: documented in the OpenAPI as a GET; the upgrade itself is served below.
-  app.get(LIVE_PATH, { schema: { tags: ['live'], summary: 'Live updates over WebSocket: send {"subscribe":["device-id" | "*"]}', security, response: { 426: Type.Object({ code: Type.String(), message: Type.String() }) } } }, async (_req, reply) => {
+  app.get(LIVE_PATH, { schema: { tags: ['live'], summary: 'Live updates over WebSocket: send {"subscribe":["device-id" | "*"]}', security, response: { 426: Type.Object({ code: Type.String(), message: Type.String() }), ...errors(401, 403) } } }, async (req, reply) => {
+    // Credentials first, as for the upgrade: a wrong key or tenant is refused, not told to upgrade.
+    await apiAuth.principalOf(req);
     return reply.status(426).send({ code: 'BAD_REQUEST', message: `${LIVE_PATH} is a WebSocket endpoint: connect with ws:// and send {"subscribe":["<device id>"]}` });
   });
 
@@ -61,15 +63,13 @@ export async function liveRoutes(app: FastifyInstance, opts: { hub: LiveHub; sto
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname !== LIVE_PATH) return;
     withQueryKey(req, url);
-    let tenant: string;
-    try {
-      tenant = apiAuth.principalOf(req as unknown as FastifyRequest).tenant;
-    } catch (err) {
-      const code = isFluxgateError(err) ? err.status : 401;
-      socket.end(`HTTP/1.1 ${code} Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ code: 'UNAUTHENTICATED', message: (err as Error).message })}`);
-      return;
-    }
-    wss.handleUpgrade(req, socket, head, (ws) => serveLiveSocket(ws, tenant, hub));
+    apiAuth.principalOf(req).then(({ tenant }) => {
+      if (socket.destroyed) return;
+      wss.handleUpgrade(req, socket, head, (ws) => serveLiveSocket(ws, tenant, hub));
+    }, (err: unknown) => {
+      const fx = isFluxgateError(err) ? err : new FluxgateError('INTERNAL', `live: ${(err as Error).message}`);
+      socket.end(`HTTP/1.1 ${fx.status} ${STATUS_CODES[fx.status] ?? 'Error'}\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ code: fx.code, message: fx.message })}`);
+    });
   });
   // preClose: open streams would otherwise keep the server from closing.
   app.addHook('preClose', async () => {

@@ -31,11 +31,11 @@ export async function deadLetterRoutes(app: FastifyInstance, opts: { store: Stor
           })),
           next: Type.Optional(Type.String()),
         }),
-        ...errors(400, 401),
+        ...errors(400, 401, 403),
       },
     },
   }, async (req) => {
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     const page = await store.deadLetters(tenant, req.query.limit, req.query.after);
     return {
       items: page.items.map((d) => ({ id: d.id, project: d.project, device: d.device, topic: d.topic, messageId: d.messageId, receiveTime: d.receiveTime, failedAt: d.failedAt, reason: d.reason, ...payloadView(d.payload) })),
@@ -57,9 +57,9 @@ export async function deadLetterRoutes(app: FastifyInstance, opts: { store: Stor
   }
 
   app.post<{ Body: { ids?: string[] } }>('/api/v1/dead-letters/replay', {
-    schema: { tags, summary: 'Append dead letters to the log again and remove them from the queue', security, body: Ids, response: { 200: Type.Object({ replayed: Type.Integer() }), ...errors(400, 401, 503) } },
+    schema: { tags, summary: 'Append dead letters to the log again and remove them from the queue', security, body: Ids, response: { 200: Type.Object({ replayed: Type.Integer() }), ...errors(400, 401, 403, 503) } },
   }, async (req) => {
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     const letters = await select(tenant, req.body?.ids);
     if (letters.length === 0) return { replayed: 0 };
     const now = Date.now();
@@ -73,9 +73,9 @@ export async function deadLetterRoutes(app: FastifyInstance, opts: { store: Stor
   });
 
   app.delete<{ Body: { ids?: string[] } }>('/api/v1/dead-letters', {
-    schema: { tags, summary: 'Discard dead letters (the named ones, or all)', security, body: Ids, response: { 200: Type.Object({ discarded: Type.Integer() }), ...errors(400, 401) } },
+    schema: { tags, summary: 'Discard dead letters (the named ones, or all)', security, body: Ids, response: { 200: Type.Object({ discarded: Type.Integer() }), ...errors(400, 401, 403) } },
   }, async (req) => {
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     const ids = req.body?.ids ?? (await select(tenant)).map((d) => d.id);
     return { discarded: ids.length ? await store.deleteDeadLetters(tenant, ids) : 0 };
   });

@@ -20,11 +20,11 @@ export async function messageRoutes(app: FastifyInstance, opts: { store: Store; 
           })),
           next: Type.Optional(Type.String()),
         }),
-        ...errors(400, 401),
+        ...errors(400, 401, 403),
       },
     },
   }, async (req) => {
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     const q = req.query;
     const to = queryTime(q.to, 'to', Date.now());
     const from = queryTime(q.from, 'from', to - 24 * 3_600_000);

@@ -27,10 +27,10 @@ export async function telemetryRoutes(app: FastifyInstance, opts: { store: Store
   app.get<{ Params: { id: string } }>('/api/v1/devices/:id/latest', {
     schema: {
       tags, summary: 'Latest value and device time of every key (last write wins by device time)', security, params,
-      response: { 200: Type.Object({ device: Type.String(), latest: Type.Record(Type.String(), Type.Object({ value: Val, ts: Type.Integer() })) }), ...errors(401, 404) },
+      response: { 200: Type.Object({ device: Type.String(), latest: Type.Record(Type.String(), Type.Object({ value: Val, ts: Type.Integer() })) }), ...errors(401, 403, 404) },
     },
   }, async (req) => {
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     await mustExist(tenant, req.params.id);
     const values = await store.latest(tenant, req.params.id);
     return { device: req.params.id, latest: Object.fromEntries(values.map((v) => [v.key, { value: v.value, ts: v.ts }])) };
@@ -54,11 +54,11 @@ export async function telemetryRoutes(app: FastifyInstance, opts: { store: Store
           buckets: Type.Optional(Type.Array(Type.Object({ ts: Type.Integer(), value: Type.Union([Val, Type.Null()]), count: Type.Integer() }))),
           next: Type.Optional(Type.String()),
         }),
-        ...errors(400, 401, 404),
+        ...errors(400, 401, 403, 404),
       },
     },
   }, async (req) => {
-    const { tenant } = apiAuth.principalOf(req);
+    const { tenant } = await apiAuth.principalOf(req);
     const q = req.query;
     const now = Date.now();
     const to = queryTime(q.to, 'to', now);
