@@ -26,6 +26,7 @@ import { liveRoutes } from './live/routes.js';
 import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
 import type { Admission } from '../sources/admission.js';
+import type { Envelope } from '../core/envelope.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const higher = (a: string, b: string) => (LEVELS.indexOf(a) > LEVELS.indexOf(b) ? a : b);
@@ -46,6 +47,8 @@ export interface ApiServerOptions {
   admission: Admission;
   /** Where device commands go (the MQTT source); absent when MQTT is off. */
   commands?: CommandChannel;
+  /** Told what HTTP ingest made durable. */
+  onIngested?: (envelopes: Envelope[]) => void;
 }
 
 /** One route of the server (method and URL pattern), as Fastify's onRoute hook saw it. */
@@ -90,7 +93,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
     return reply.header('content-type', opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
   });
-  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, admission: opts.admission, accepting: opts.accepting });
+  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, admission: opts.admission, onDurable: opts.onIngested, accepting: opts.accepting });
   await app.register(deviceRoutes, { store: opts.store, deviceAuth: opts.deviceAuth, apiAuth });
   await app.register(telemetryRoutes, { store: opts.store, apiAuth });
   await app.register(messageRoutes, { store: opts.store, apiAuth });

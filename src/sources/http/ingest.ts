@@ -26,6 +26,8 @@ export interface HttpIngestOptions {
   bodyLimitBytes: number;
   retryAfterSeconds: number;
   admission: Admission;
+  /** Told what was made durable (the node routes it to MQTT subscribers). */
+  onDurable?: (envelopes: Envelope[]) => void;
   /** False while the node is stopping: new messages get 503 SHUTTING_DOWN. */
   accepting: () => boolean;
 }
@@ -114,6 +116,7 @@ export async function httpIngestRoutes(app: FastifyInstance, opts: HttpIngestOpt
       const end = metrics.logAppendSeconds.startTimer();
       await log.append(envelopes);
       end();
+      opts.onDurable?.(envelopes);
       metrics.messages.inc({ tenant: who.tenant, protocol: 'http', outcome: 'accepted' }, envelopes.length);
       return reply.status(202).send({ accepted: envelopes.length });
     } catch (err) {
