@@ -1,7 +1,9 @@
 /**
  * @module Device authentication for every source: token → device identity, with an
- * in-memory cache over the registry so a hot ingest path does not query the store per
- * message. Registry changes (disable, delete, rotate) call `forget` so they apply at once.
+ * in-memory cache over the registry so a hot ingest path neither queries the store nor hashes
+ * the token per message (keyed by the token itself; only the hash is ever stored). Registry
+ * changes on this node (disable, delete, rotate) call `forget` so they apply at once; changes
+ * made through another node of a cluster apply here when the entry expires (`ttlMs`).
  */
 import { FluxgateError } from '../core/errors.js';
 import { hashToken } from '../core/ids.js';
@@ -14,10 +16,10 @@ export interface DeviceIdentity {
 }
 
 export class DeviceAuth {
-  private readonly byHash = new Map<string, DeviceRecord>();
+  private readonly byToken = new Map<string, { record: DeviceRecord; until: number }>();
   private readonly listeners: Array<(tenant: string, device: string) => void> = [];
 
-  constructor(private readonly registry: RegistryStore, private readonly maxCached = 500_000) {}
+  constructor(private readonly registry: RegistryStore, private readonly maxCached = 500_000, private readonly ttlMs = 30_000) {}
 
   /**
    * Resolves a device token. Rejects UNAUTHENTICATED (unknown token) or DEVICE_DISABLED.
@@ -25,14 +27,20 @@ export class DeviceAuth {
    */
   async authenticate(token: string | undefined, deviceId?: string): Promise<DeviceIdentity> {
     if (!token) throw new FluxgateError('UNAUTHENTICATED', 'no device token: send it as `Authorization: Bearer <token>` (HTTP) or as the MQTT username');
-    const hash = hashToken(token);
-    let record = this.byHash.get(hash);
+    const now = Date.now();
+    let record = this.byToken.get(token);
+    if (record && record.until < now) record = undefined;
     if (!record) {
-      record = await this.registry.findDeviceByTokenHash(hash);
-      if (!record) throw new FluxgateError('UNAUTHENTICATED', 'the device token is not known: create the device (POST /api/v1/devices) and use the token it returned');
-      if (this.byHash.size >= this.maxCached) this.byHash.clear();
-      this.byHash.set(hash, record);
+      const found = await this.registry.findDeviceByTokenHash(hashToken(token));
+      if (!found) throw new FluxgateError('UNAUTHENTICATED', 'the device token is not known: create the device (POST /api/v1/devices) and use the token it returned');
+      if (this.byToken.size >= this.maxCached) this.byToken.clear();
+      record = { record: found, until: now + this.ttlMs };
+      this.byToken.set(token, record);
     }
+    return this.check(record.record, deviceId);
+  }
+
+  private check(record: DeviceRecord, deviceId: string | undefined): DeviceIdentity {
     if (deviceId !== undefined && record.id !== deviceId) {
       throw new FluxgateError('DEVICE_MISMATCH', `the token belongs to another device than ${deviceId}: send to your own device id`);
     }
@@ -42,7 +50,7 @@ export class DeviceAuth {
 
   /** Drops cached credentials of a device and tells listeners (sources disconnect its sessions). */
   forget(tenant: string, device: string): void {
-    for (const [hash, rec] of this.byHash) if (rec.tenant === tenant && rec.id === device) this.byHash.delete(hash);
+    for (const [token, { record }] of this.byToken) if (record.tenant === tenant && record.id === device) this.byToken.delete(token);
     for (const l of this.listeners) l(tenant, device);
   }
 
