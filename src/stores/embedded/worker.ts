@@ -5,6 +5,7 @@
  * gathered or writes pause, and runs retention chunk by chunk with the event loop free in
  * between, so requests that arrive meanwhile run between its chunks.
  */
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine.js';
 import { toWireError, type Request, type Response, type WorkerEvent } from './protocol.js';
@@ -16,6 +17,12 @@ const MAX_STAGE_MS = 10_000;
 if (!parentPort) throw new Error('embedded store worker must run in a worker thread');
 const port = parentPort;
 const { file, role } = workerData as { file: string; role: 'writer' | 'reader' };
+
+// The writer's long transactions and compactions must not hold the CPU from the main thread
+// (ingest, acknowledgements) and the reader (REST reads): on Linux, pid 0 is this thread.
+if (role === 'writer') {
+  try { setPriority(0, 10); } catch { /* not permitted here: run at normal priority */ }
+}
 
 function openEngine(): Engine | undefined {
   try {
