@@ -65,6 +65,13 @@ function createStore(config: Config, dataDir: string, metrics: Metrics, logger: 
   throw new FluxgateError('CONFIG_INVALID', `store.backend ${JSON.stringify(config.store.backend)} (--store, FLUXGATE_STORE) is not understood: use "embedded" or postgres://user@host:5432/db`);
 }
 
+/** /readyz view of the log: not ready only when it cannot log at all; being behind is shown, not failed. */
+function logStatus(log: Log): { ok: boolean; detail: string } {
+  const p = log.pressure();
+  if (p.unavailable) return { ok: false, detail: `lag ${p.lagRecords} records; the log backend is unavailable: appends are refused` };
+  return { ok: true, detail: `lag ${p.lagRecords} records${p.overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` };
+}
+
 async function prepareDataDir(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
@@ -112,7 +119,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       accepting: () => accepting,
       components: () => ({
-        log: { ok: !log.pressure().overLimit, detail: `lag ${log.pressure().lagRecords} records${log.pressure().overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` },
+        log: logStatus(log),
         store: store.status(),
         admission: admission.status(),
         process: processing ? processing.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },

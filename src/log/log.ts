@@ -23,6 +23,12 @@ export interface LogPressure {
   pendingBytes: number;
   /** `true` when sources must slow down (HTTP 503 + Retry-After, MQTT stops reading). */
   overLimit: boolean;
+  /**
+   * `true` when the log cannot make appends durable at all (backend unreachable, disk failed):
+   * the node is then not ready. Merely behind (overLimit alone) keeps it ready, so a load
+   * balancer does not drop every node of an overloaded cluster at once.
+   */
+  unavailable?: boolean;
 }
 
 export interface Log {

@@ -145,9 +145,10 @@ describe('http ingest - overload', () => {
       assert.equal(r.status, 503);
       assert.equal(r.headers.get('retry-after'), '1');
       assert.equal((await r.json()).code, 'LOG_OVERLOADED');
+      // Behind is not unready: a load balancer keeps the node, the node itself slows sources.
       const ready = await fetch(t.url + '/readyz');
-      assert.equal(ready.status, 503);
-      assert.equal((await ready.json()).components.log.ok, false);
+      assert.equal(ready.status, 200);
+      assert.match((await ready.json()).components.log.detail, /over log\.maxLagRecords/);
     } finally {
       await t.stop();
     }

@@ -128,6 +128,7 @@ if (!NATS_SERVER_BIN) {
       await h.log.append(Array.from({ length: 5 }, (_, i) => testEnvelope(i)));
       await waitFor(() => h.log.pressure().lagRecords === 5, { what: 'lag 5 with no group' });
       assert.equal(h.log.pressure().overLimit, true);
+      assert.equal(h.log.pressure().unavailable, false, 'behind is not unavailable');
       await h.log.commit('g', { records: await readRecords(h.log, 'g', 5) });
       await waitFor(() => h.log.pressure().lagRecords === 0, { what: 'lag 0 once the group committed' });
       assert.equal(h.log.pressure().overLimit, false);
@@ -210,11 +211,13 @@ if (!NATS_SERVER_BIN) {
         await assert.rejects(log.append([testEnvelope(2)]), (err: { code?: string }) => err.code === 'LOG_UNAVAILABLE');
         assert.ok(Date.now() - started < 3000, `rejected after ${Date.now() - started} ms`);
         assert.equal(log.pressure().overLimit, true);
+        assert.equal(log.pressure().unavailable, true);
         await own.server.start();
         // A source retries the same message until the log takes it; de-duplication keeps it single.
         await waitFor(async () => { await log.append([testEnvelope(2)]); return true; }, { timeoutMs: 15_000, what: 'an append after the restart' });
         await log.append([testEnvelope(3)]);
         await waitFor(() => !log.pressure().overLimit, { what: 'overLimit cleared' });
+        assert.equal(log.pressure().unavailable, false);
         const got = await readRecords(log, 'g', 3);
         assert.deepEqual(got.map((r) => r.envelope.messageId), ['m-1', 'm-2', 'm-3']);
         assert.equal((await log.read('g', 10, 100)).records.length, 0);

@@ -169,7 +169,7 @@ export class JetStreamLog implements Log {
     this.lag.kick();
     const lagRecords = this.lag.lagRecords;
     const overLimit = !this.connected || !this.lag.healthy || lagRecords >= this.opts.maxLagRecords;
-    return { lagRecords, pendingBytes: this.pendingBytes, overLimit };
+    return { lagRecords, pendingBytes: this.pendingBytes, overLimit, unavailable: !this.connected };
   }
 
   close(): Promise<void> {

@@ -160,7 +160,7 @@ export class FileLog implements Log {
     const end = this.logEnd + this.writer.pendingRecords;
     const low = this.lowestCommitted() ?? this.segments[0]!.base;
     const lagRecords = Math.max(0, end - low);
-    return { lagRecords, pendingBytes: this.writer.pendingBytes, overLimit: lagRecords >= this.opts.maxLagRecords };
+    return { lagRecords, pendingBytes: this.writer.pendingBytes, overLimit: lagRecords >= this.opts.maxLagRecords, unavailable: this.writer.broken !== undefined };
   }
 
   close(): Promise<void> {
