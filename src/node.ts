@@ -111,7 +111,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.

@@ -178,3 +178,24 @@ describe('http ingest - shedding', () => {
     }
   });
 });
+
+describe('mqtt - shedding', () => {
+  it('answers a v5 snapshot with PUBACK 0x97 when processing lags, counts it, and still takes events', async () => {
+    const { default: mqtt } = await import('mqtt');
+    const t = await startTestNode({ process: { enabled: false }, log: { maxLagRecords: 100, shedSnapshotsAtRecords: 1 } });
+    const token = await t.createDevice('fleet-m');
+    const port = t.node.addresses.find((a) => a.name === 'mqtt')!.port;
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: token, protocolVersion: 5, reconnectPeriod: 0 });
+    try {
+      await client.publishAsync('devices/fleet-m/telemetry', '{"a":1}', { qos: 1 });
+      await assert.rejects(client.publishAsync('devices/fleet-m/snapshot', '{"a":2}', { qos: 1 }), (err: { code?: number }) => err.code === 0x97);
+      await client.publishAsync('devices/fleet-m/events', '{"door":"open"}', { qos: 1 });
+      const metrics = await (await fetch(t.url + '/metrics')).text();
+      assert.match(metrics, /fluxgate_snapshots_shed_total\{tenant="default",protocol="mqtt"\} 1/);
+      assert.equal(t.node.log.pressure().lagRecords, 2, 'telemetry and the event were logged, the snapshot was not');
+    } finally {
+      await client.endAsync();
+      await t.stop();
+    }
+  });
+});

@@ -39,6 +39,12 @@ export function acceptPublish(broker: Broker, who: ClientIdentity, msg: RoutedMe
     broker.route(who.tenant, msg);
     return waiter.done('routed');
   }
+  // Promise 5: under lag, snapshots are shed first (events never), and counted.
+  const admission = broker.opts.admission;
+  if (route.kind === 'snapshot' && admission?.decide('snapshot') === 'shed') {
+    admission.shed(who.tenant, 'mqtt');
+    return waiter.done('shed');
+  }
   const now = Date.now();
   const envelope: Envelope = {
     tenant: who.tenant,

@@ -3,6 +3,7 @@
  * resume, takeover, expiry), subscriptions per tenant (tenants never see each other's
  * topics), routing after the durable append, retained messages, wills and log backpressure.
  */
+import type { Admission } from '../admission.js';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -40,6 +41,8 @@ export interface BrokerOptions {
   metrics: Metrics;
   logger: Logger;
   apps?: AppAuthenticator;
+  /** Overload policy shared with the other sources: snapshots are refused first while processing lags. */
+  admission?: Admission;
 }
 
 /** An in-process subscriber (command replies, live fan-out): called for every routed message matching its filter. */
@@ -63,7 +66,7 @@ export class Broker {
   private sweepTimer?: NodeJS.Timeout;
   private pressureTimer?: NodeJS.Timeout;
 
-  constructor(private readonly opts: BrokerOptions) {
+  constructor(readonly opts: BrokerOptions) {
     this.config = opts.config;
     this.logger = opts.logger;
     this.metrics = new MqttMetrics(opts.metrics);

@@ -39,6 +39,7 @@ import type { DeviceAuth } from '../../registry/device-auth.js';
 import type { Source, SourceAddress } from '../source.js';
 import { Broker, type AppAuthenticator, type LocalHandler } from './broker.js';
 import type { RoutedMessage } from './message.js';
+import type { Admission } from '../admission.js';
 
 export type { AppAuthenticator, LocalHandler, RoutedMessage };
 
@@ -49,6 +50,8 @@ export interface MqttSourceOptions {
   auth: DeviceAuth;
   metrics: Metrics;
   logger: Logger;
+  /** Snapshots are refused first while processing lags (v5 PUBACK 0x97; 3.1.1 acknowledged and dropped), counted. */
+  admission?: Admission;
   /** Application clients (API keys) that may subscribe across their tenant; comes with the tenancy work. */
   apps?: AppAuthenticator;
 }

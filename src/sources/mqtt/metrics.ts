@@ -10,7 +10,7 @@ function reuse<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
-const OUTCOMES = ['accepted', 'routed', 'forbidden', 'invalid', 'too_large', 'error', 'duplicate'] as const;
+const OUTCOMES = ['accepted', 'routed', 'forbidden', 'invalid', 'too_large', 'error', 'duplicate', 'shed'] as const;
 export type PublishOutcome = (typeof OUTCOMES)[number];
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<PublishOutcome, number>;
 
