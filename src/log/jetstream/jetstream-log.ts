@@ -69,7 +69,8 @@ export class JetStreamLog implements Log {
   private readonly reads = new OneAtATime();
   private readonly inflight = new Set<Promise<unknown>>();
   private pendingBytes = 0;
-  private retention?: Promise<void>;
+  /** One retention pass at a time; a call during a pass waits for it and then runs its own. */
+  private readonly retention = new OneAtATime();
   private closing?: Promise<void>;
 
   constructor(private readonly opts: JetStreamLogOptions) {
@@ -159,9 +160,7 @@ export class JetStreamLog implements Log {
 
   enforceRetention(now: number = Date.now()): Promise<void> {
     if (this.state !== 'open') return Promise.resolve();
-    const run = (this.retention ?? Promise.resolve()).catch(() => undefined).then(() => this.retain(now));
-    this.retention = run;
-    return run;
+    return this.retention.run('retention', () => this.retain(now));
   }
 
   pressure(): LogPressure {
@@ -183,7 +182,7 @@ export class JetStreamLog implements Log {
     this.state = 'closing';
     for (const g of this.groups.values()) g.cancelWaits();
     // Appends already sent still get their answer (ack or timeout) before the connection goes.
-    await Promise.allSettled([...this.inflight, this.reads.idle(), this.retention]);
+    await Promise.allSettled([...this.inflight, this.reads.idle(), this.retention.idle()]);
     this.lag?.stop();
     this.publisher?.close();
     const nc = this.nc!;

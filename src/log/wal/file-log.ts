@@ -60,7 +60,8 @@ export class FileLog implements Log {
   /** One read at a time per group, so successive reads hand out successive records. */
   private readonly reads = new OneAtATime();
   private readonly waiters = new Set<() => void>();
-  private retention?: Promise<void>;
+  /** One retention pass at a time; a call during a pass waits for it and then runs its own. */
+  private readonly retention = new OneAtATime();
   private closing?: Promise<void>;
   /** Sequence after the last durable record. */
   private logEnd = 0;
@@ -149,10 +150,7 @@ export class FileLog implements Log {
 
   enforceRetention(now: number = Date.now()): Promise<void> {
     if (this.state !== 'open') return Promise.resolve();
-    // One pass at a time; a call during a pass waits for it and then runs its own.
-    const run = (this.retention ?? Promise.resolve()).catch(() => undefined).then(() => this.retain(now));
-    this.retention = run;
-    return run;
+    return this.retention.run('retention', () => this.retain(now));
   }
 
   pressure(): LogPressure {
@@ -176,7 +174,7 @@ export class FileLog implements Log {
     // Appends queued before close are still written and acknowledged.
     await this.writer.close();
     await this.reads.idle();
-    await this.retention?.catch(() => undefined);
+    await this.retention.idle();
     await this.offsets.idle();
     await this.reader.close();
     this.state = 'closed';
