@@ -40,8 +40,9 @@ export interface BrokerOptions {
   auth: DeviceAuth;
   metrics: Metrics;
   logger: Logger;
+  /** Application clients (API keys) that may subscribe across their tenant. */
   apps?: AppAuthenticator;
-  /** Overload policy shared with the other sources: snapshots are refused first while processing lags. */
+  /** Snapshots are refused first while processing lags (v5 PUBACK 0x97; 3.1.1 acknowledged and dropped), counted. */
   admission?: Admission;
 }
 

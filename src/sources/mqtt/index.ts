@@ -30,31 +30,15 @@ import { createServer as createTcpServer, type Server as NetServer, type Socket 
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import type { Config } from '../../config/schema.js';
 import { FluxgateError } from '../../core/errors.js';
-import type { Logger } from '../../core/logger.js';
-import type { Log } from '../../log/log.js';
-import type { Metrics } from '../../observability/metrics.js';
-import type { DeviceAuth } from '../../registry/device-auth.js';
 import type { Source, SourceAddress } from '../source.js';
-import { Broker, type AppAuthenticator, type LocalHandler } from './broker.js';
+import { Broker, type AppAuthenticator, type BrokerOptions, type LocalHandler } from './broker.js';
 import type { RoutedMessage } from './message.js';
-import type { Admission } from '../admission.js';
 
 export type { AppAuthenticator, LocalHandler, RoutedMessage };
 
-export interface MqttSourceOptions {
-  config: Config['mqtt'];
-  dataDir: string;
-  log: Log;
-  auth: DeviceAuth;
-  metrics: Metrics;
-  logger: Logger;
-  /** Snapshots are refused first while processing lags (v5 PUBACK 0x97; 3.1.1 acknowledged and dropped), counted. */
-  admission?: Admission;
-  /** Application clients (API keys) that may subscribe across their tenant; comes with the tenancy work. */
-  apps?: AppAuthenticator;
-}
+/** What the MQTT source needs: the broker's options (src/sources/mqtt/broker.ts). */
+export type MqttSourceOptions = BrokerOptions;
 
 export interface MqttSource extends Source {
   /** Serves one client over any byte stream (TCP, TLS, WebSocket, in-memory pair). */
