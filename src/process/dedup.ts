@@ -11,19 +11,20 @@
  */
 import type { RawMessage } from '../stores/store.js';
 
+/** The identity of a message for de-duplication: tenant, device and message id. */
+export function messageKey(m: Pick<RawMessage, 'tenant' | 'device' | 'messageId'>): string {
+  return `${m.tenant}\u0000${m.device}\u0000${m.messageId}`;
+}
+
 export class DedupWindow {
   /** Insertion order = receive order, so the oldest entries are first. */
   private readonly seen = new Map<string, number>();
 
   constructor(private readonly windowMs: number, private readonly maxIds = 1_000_000) {}
 
-  private static key(m: RawMessage): string {
-    return `${m.tenant}\u0000${m.device}\u0000${m.messageId}`;
-  }
-
   /** True when a message with this tenant, device and message id was stored within the window. */
   isDuplicate(m: RawMessage): boolean {
-    const at = this.seen.get(DedupWindow.key(m));
+    const at = this.seen.get(messageKey(m));
     return at !== undefined && m.receiveTime - at <= this.windowMs;
   }
 
@@ -31,7 +32,7 @@ export class DedupWindow {
   remember(stored: RawMessage[]): void {
     let newest = 0;
     for (const e of stored) {
-      const k = DedupWindow.key(e);
+      const k = messageKey(e);
       if (!this.seen.has(k)) this.seen.set(k, e.receiveTime);
       if (e.receiveTime > newest) newest = e.receiveTime;
     }

@@ -13,7 +13,7 @@ import type { Store, WriteBatch } from '../stores/store.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../core/logger.js';
 import { decodeEnvelope, deadLetterOf } from './decode.js';
-import { DedupWindow } from './dedup.js';
+import { DedupWindow, messageKey } from './dedup.js';
 import { Counter } from 'prom-client';
 import { isFluxgateError, type FluxgateError } from '../core/errors.js';
 
@@ -42,7 +42,7 @@ export function buildWriteBatch(records: LogRecord[], dedup?: DedupWindow, onDup
   for (const { envelope } of records) {
     const d = decodeEnvelope(envelope);
     if (dedup && inBatch) {
-      const k = `${d.message.tenant}\u0000${d.message.device}\u0000${d.message.messageId}`;
+      const k = messageKey(d.message);
       if (inBatch.has(k) || dedup.isDuplicate(d.message)) { onDuplicate?.(d.message.tenant); continue; }
       inBatch.add(k);
     }
@@ -117,8 +117,8 @@ export class Pipeline {
     for (const write of written) {
       // Dead-lettered messages are not remembered: replaying them must not look like a duplicate.
       if (this.dedup) {
-        const letters = new Set(write.deadLetters.map((d) => `${d.tenant}\u0000${d.device}\u0000${d.messageId}`));
-        this.dedup.remember(letters.size ? write.messages.filter((m) => !letters.has(`${m.tenant}\u0000${m.device}\u0000${m.messageId}`)) : write.messages);
+        const letters = new Set(write.deadLetters.map(messageKey));
+        this.dedup.remember(letters.size ? write.messages.filter((m) => !letters.has(messageKey(m))) : write.messages);
       }
       this.opts.onStored?.(write);
       const perTenant = new Map<string, number>();
