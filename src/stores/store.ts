@@ -60,6 +60,23 @@ export type AggFn = 'min' | 'max' | 'avg' | 'sum' | 'count' | 'last';
 export interface AggregateQuery { tenant: string; device: string; key: string; from: number; to: number; intervalMs: number; agg: AggFn }
 /** One time bucket; `value` is null when the bucket holds no numeric value for min/max/avg/sum. */
 export interface Bucket { ts: number; value: Value | null; count: number }
+/** Roll-up resolutions every store keeps, maintained as points are written (./rollup.ts). */
+export type Resolution = '1m' | '1h';
+export const RESOLUTION_MS: Readonly<Record<Resolution, number>> = { '1m': 60_000, '1h': 3_600_000 };
+/**
+ * One roll-up bucket of one series: the points with bucket ≤ device time < bucket + resolution,
+ * each stored point counted once. `count` counts every point; min/max/sum/avg read numbers only
+ * (null when the bucket has none; avg = sum / numericCount). `first`/`last` are the values of any
+ * type with the smallest/greatest device time; on equal device time the smaller (first) or
+ * larger (last, as for latest state) message id wins.
+ */
+export interface Rollup {
+  ts: number; count: number; numericCount: number;
+  min: number | null; max: number | null; sum: number | null; avg: number | null;
+  first: Value; firstTs: number; last: Value; lastTs: number;
+}
+/** Buckets whose start lies in [from, to), ascending; empty buckets are absent. */
+export interface RollupQuery { tenant: string; device: string; key: string; from: number; to: number; resolution: Resolution }
 export interface StoredDeadLetter extends DeadLetter { id: string; failedAt: number }
 export interface MessageQuery { tenant: string; project?: string; device?: string; from: number; to: number; limit: number; after?: string }
 
@@ -79,6 +96,33 @@ export type ApiRole = 'admin' | 'write' | 'read';
 /** An API key of one tenant; only the SHA-256 of the secret is stored (src/core/ids.ts hashToken). */
 export interface ApiKeyRecord { id: string; tenant: string; role: ApiRole; name: string; keyHash: string; createdAt: number }
 export type ApiKeyInfo = Omit<ApiKeyRecord, 'keyHash'>;
+
+/**
+ * A configuration object of some kind (topic template, bridge, project settings, …) owned by a
+ * tenant: a JSON body the store keeps as given. The store checks nothing about the body and
+ * does not require the tenant to exist; the module that owns the kind validates it.
+ */
+export interface StoredObject {
+  /** What the object is, e.g. `template`, `bridge`, `project-settings`. */
+  kind: string;
+  tenant: string;
+  id: string;
+  /** Any JSON value; stored and returned as JSON. */
+  body: unknown;
+  /** ms; set by the caller. */
+  updatedAt: number;
+}
+
+/** Small, rarely changing configuration objects of every kind, scoped by tenant (no paging: lists are small). */
+export interface ObjectStore {
+  /** Inserts or replaces (kind, tenant, id). */
+  putObject(o: StoredObject): Promise<void>;
+  getObject(kind: string, tenant: string, id: string): Promise<StoredObject | undefined>;
+  /** Objects of `kind` of one tenant, or of every tenant when `tenant` is undefined; ordered by tenant, then id. */
+  listObjects(kind: string, tenant?: string): Promise<StoredObject[]>;
+  /** False when there was no such object. */
+  deleteObject(kind: string, tenant: string, id: string): Promise<boolean>;
+}
 
 export interface RegistryStore {
   /** Rejects with DEVICE_EXISTS when (tenant, id) exists. */
@@ -113,7 +157,7 @@ export interface TenancyStore {
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined>;
 }
 
-export interface Store extends RegistryStore, TenancyStore {
+export interface Store extends RegistryStore, TenancyStore, ObjectStore {
   open(): Promise<void>;
   close(): Promise<void>;
   /** Writes points (updating latest state: last write wins by device time), raw messages and dead letters; idempotent. */
@@ -127,6 +171,14 @@ export interface Store extends RegistryStore, TenancyStore {
   deleteDeadLetters(tenant: string, ids: string[]): Promise<number>;
   /** Deletes points and raw messages with device time before `cutoff` (all tenants when tenant is undefined); returns rows removed. */
   deleteBefore(cutoff: number, tenant?: string): Promise<number>;
+  /** Roll-ups of one series; they include every committed point, whatever its arrival order. */
+  rollups(q: RollupQuery): Promise<Rollup[]>;
+  /**
+   * Deletes roll-up buckets of `resolution` that end at or before `cutoff` (bucket + resolution ≤
+   * cutoff), for all tenants when tenant is undefined; returns buckets removed. Raw points are
+   * untouched (deleteBefore), and roll-ups outlive them.
+   */
+  deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number>;
   /** Component status for /readyz. */
   status(): { ok: boolean; detail?: string };
 }

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isFluxgateError } from '../../src/core/errors.js';
 import type { DeadLetter, DeviceRecord, Page, RawMessage, Store, TelemetryPoint, Value } from '../../src/stores/store.js';
+import { objectsCases } from './objects.cases.js';
 import { tenancyCases } from './tenancy.cases.js';
 
 export interface StoreSuiteOptions {
@@ -343,5 +344,6 @@ export function runStoreSuite(opts: StoreSuiteOptions): void {
     }));
 
     tenancyCases(withStore);
+    objectsCases(withStore);
   });
 }

@@ -17,7 +17,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
   AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
-  RangeQuery, RawMessage, Store, StoredDeadLetter, TelemetryPoint, TenantRecord, WriteBatch,
+  RangeQuery, RawMessage, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
 } from '../store.js';
 import { fromWireError, type Op, type Response, type WorkerEvent } from './protocol.js';
 import { encodeBatch } from './wire.js';
@@ -40,7 +40,7 @@ function workerEntry(): { url: URL; entry?: string } {
 
 /** Calls a read connection can answer: they never wait behind writes or compaction. */
 const READS: ReadonlySet<Op> = new Set<Op>(['latest', 'range', 'aggregate', 'messages', 'deadLetters', 'getDevice', 'listDevices', 'findDeviceByTokenHash',
-  'getTenant', 'listTenants', 'getProject', 'listProjects', 'listApiKeys', 'findApiKeyByHash']);
+  'getTenant', 'listTenants', 'getProject', 'listProjects', 'listApiKeys', 'findApiKeyByHash', 'getObject', 'listObjects']);
 
 type Role = 'writer' | 'reader';
 
@@ -138,6 +138,10 @@ export class EmbeddedStore implements Store {
   listApiKeys(tenant: string): Promise<ApiKeyInfo[]> { return this.call('listApiKeys', [tenant]); }
   revokeApiKey(tenant: string, id: string): Promise<boolean> { return this.call('revokeApiKey', [tenant, id]); }
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> { return this.call('findApiKeyByHash', [keyHash]); }
+  putObject(o: StoredObject): Promise<void> { return this.call('putObject', [o]); }
+  getObject(kind: string, tenant: string, id: string): Promise<StoredObject | undefined> { return this.call('getObject', [kind, tenant, id]); }
+  listObjects(kind: string, tenant?: string): Promise<StoredObject[]> { return this.call('listObjects', [kind, tenant]); }
+  deleteObject(kind: string, tenant: string, id: string): Promise<boolean> { return this.call('deleteObject', [kind, tenant, id]); }
 
   /** Moves staged points into the series-ordered table now (tests and benchmarks). */
   compact(): Promise<number> { return this.call('compact', []); }

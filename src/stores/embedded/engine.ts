@@ -6,6 +6,7 @@
  */
 import { Archive } from './archive.js';
 import { Names } from './names.js';
+import { Objects } from './objects.js';
 import type { Op } from './protocol.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
@@ -21,6 +22,7 @@ export class Engine {
   private readonly archive: Archive;
   private readonly registry: Registry;
   private readonly tenants: Tenants;
+  private readonly objects: Objects;
   private readonly retention: Retention | undefined;
 
   /** A read-only engine (the store's reader worker) refuses writes. */
@@ -35,6 +37,7 @@ export class Engine {
     this.archive = new Archive(this.db, names);
     this.registry = new Registry(this.db);
     this.tenants = new Tenants(this.db);
+    this.objects = new Objects(this.db);
   }
 
   get writer(): Writer {
@@ -71,6 +74,10 @@ export class Engine {
       case 'listApiKeys': return this.tenants.listApiKeys(a[0]);
       case 'revokeApiKey': return this.tenants.revokeApiKey(a[0], a[1]);
       case 'findApiKeyByHash': return this.tenants.findApiKeyByHash(a[0]);
+      case 'putObject': return this.objects.putObject(a[0]);
+      case 'getObject': return this.objects.getObject(a[0], a[1], a[2]);
+      case 'listObjects': return this.objects.listObjects(a[0], a[1]);
+      case 'deleteObject': return this.objects.deleteObject(a[0], a[1], a[2]);
       case 'compact': return this.writer.compact();
       case 'close': return this.close();
     }

@@ -11,6 +11,7 @@ export type Op =
   | 'createDevice' | 'getDevice' | 'listDevices' | 'updateDevice' | 'deleteDevice' | 'findDeviceByTokenHash'
   | 'createTenant' | 'getTenant' | 'listTenants' | 'createProject' | 'getProject' | 'listProjects'
   | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'findApiKeyByHash'
+  | 'putObject' | 'getObject' | 'listObjects' | 'deleteObject'
   | 'compact' | 'close';
 
 export interface Request { id: number; op: Op; args: unknown[] }

@@ -96,6 +96,13 @@ const MIGRATIONS: string[] = [
   INSERT INTO projects (tenant, name, created_at) SELECT id, 'default', 0 FROM tenants;
   INSERT OR IGNORE INTO projects (tenant, name, created_at) SELECT DISTINCT tenant, project, 0 FROM devices;
   `,
+  // v3: configuration objects of every kind (./objects.ts): templates, bridges, settings.
+  `
+  CREATE TABLE objects (
+    kind TEXT NOT NULL, tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, tenant, id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /**

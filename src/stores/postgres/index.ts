@@ -13,11 +13,12 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
   AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
-  RangeQuery, RawMessage, Store, StoredDeadLetter, TelemetryPoint, TenantRecord, WriteBatch,
+  RangeQuery, RawMessage, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
 } from '../store.js';
 import { Archive } from './archive.js';
 import { isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
 import { migrate } from './migrations.js';
+import { Objects } from './objects.js';
 import { Partitions } from './partitions.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
@@ -57,6 +58,7 @@ export class PostgresStore implements Store {
   private readonly registry: Registry;
   private readonly retention: Retention;
   private readonly tenancy: Tenancy;
+  private readonly objects: Objects;
   private state: 'new' | 'open' | 'closed' = 'new';
   private lastFailure: string | undefined;
   private probing = false;
@@ -84,6 +86,7 @@ export class PostgresStore implements Store {
     this.registry = new Registry(this.pool, this.schema);
     this.retention = new Retention(this.pool, this.schema, this.partitions, opts.logger);
     this.tenancy = new Tenancy(this.pool, this.schema);
+    this.objects = new Objects(this.pool, this.schema);
     this.registerMetrics();
   }
 
@@ -166,6 +169,10 @@ export class PostgresStore implements Store {
   listApiKeys(tenant: string): Promise<ApiKeyInfo[]> { return this.run('listApiKeys', () => this.tenancy.listApiKeys(tenant)); }
   revokeApiKey(tenant: string, id: string): Promise<boolean> { return this.run('revokeApiKey', () => this.tenancy.revokeApiKey(tenant, id)); }
   findApiKeyByHash(keyHash: string): Promise<ApiKeyRecord | undefined> { return this.run('findApiKeyByHash', () => this.tenancy.findApiKeyByHash(keyHash)); }
+  putObject(o: StoredObject): Promise<void> { return this.run('putObject', () => this.objects.putObject(o)); }
+  getObject(kind: string, tenant: string, id: string): Promise<StoredObject | undefined> { return this.run('getObject', () => this.objects.getObject(kind, tenant, id)); }
+  listObjects(kind: string, tenant?: string): Promise<StoredObject[]> { return this.run('listObjects', () => this.objects.listObjects(kind, tenant)); }
+  deleteObject(kind: string, tenant: string, id: string): Promise<boolean> { return this.run('deleteObject', () => this.objects.deleteObject(kind, tenant, id)); }
 
   /** Runs one call: refused unless open; driver errors mapped; pool health tracked for status(). */
   private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {

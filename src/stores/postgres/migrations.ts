@@ -18,6 +18,7 @@
  */
 import type pg from 'pg';
 import { ident } from './codec.js';
+import { OBJECTS_MIGRATION } from './objects.js';
 import { TENANCY_MIGRATION } from './tenants.js';
 
 /** First key of every advisory lock this store takes: 'FLUX' as an int4. */
@@ -64,6 +65,7 @@ const MIGRATIONS: Array<(s: string) => string> = [
     PRIMARY KEY (tenant, id)
   );`,
   TENANCY_MIGRATION,
+  OBJECTS_MIGRATION,
 ];
 
 /** Brings `schema` to the current version; returns the versions this call applied. */
