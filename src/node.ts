@@ -14,8 +14,7 @@ import { createLogger, type Logger } from './core/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { Log } from './log/log.js';
 import type { Store } from './stores/store.js';
-import { createFileLog } from './log/wal/index.js';
-import { createJetStreamLog } from './log/jetstream/index.js';
+import { createFileLaneLog, createJetStreamLaneLog } from './log/lanes/index.js';
 import { createEmbeddedStore } from './stores/embedded/index.js';
 import { createPostgresStore } from './stores/postgres/index.js';
 import { DeviceAuth } from './registry/device-auth.js';
@@ -51,10 +50,11 @@ export interface RunningNode {
 
 function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Log {
   if (config.log.backend === 'file') {
-    return createFileLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
+    // Two lanes (src/log/lanes/): <dataDir>/log/events and <dataDir>/log/snapshots; processing takes events first.
+    return createFileLaneLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
   }
   if (/^nats:\/\//.test(config.log.backend)) {
-    return createJetStreamLog({ servers: config.log.backend.split(','), replicas: config.log.replicas, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
+    return createJetStreamLaneLog({ servers: config.log.backend.split(','), replicas: config.log.replicas, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
   }
   throw new FluxgateError('CONFIG_INVALID', `log.backend ${JSON.stringify(config.log.backend)} (--log, FLUXGATE_LOG) is not understood: use "file" or nats://HOST:PORT`);
 }
@@ -69,7 +69,8 @@ function createStore(config: Config, dataDir: string, metrics: Metrics, logger: 
 function logStatus(log: Log): { ok: boolean; detail: string } {
   const p = log.pressure();
   if (p.unavailable) return { ok: false, detail: `lag ${p.lagRecords} records; the log backend is unavailable: appends are refused` };
-  return { ok: true, detail: `lag ${p.lagRecords} records${p.overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` };
+  const lanes = p.lanes ? ` (${Object.entries(p.lanes).map(([lane, l]) => `${lane} ${l.lagRecords}`).join(', ')})` : '';
+  return { ok: true, detail: `lag ${p.lagRecords} records${lanes}${p.overLimit ? ' (over log.maxLagRecords: sources are slowed)' : ''}` };
 }
 
 async function prepareDataDir(dir: string): Promise<void> {
@@ -107,7 +108,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     }
     const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs, onStored: (write) => hub.publishPoints(write.points) });
     // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
-    const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' })) : undefined;
+    const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' }), log) : undefined;
     if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];

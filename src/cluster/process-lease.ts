@@ -45,6 +45,7 @@ import { DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManage
 import { connect, headers, nanos, millis, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../core/logger.js';
 import type { Config } from '../config/schema.js';
+import type { Log } from '../log/log.js';
 
 export interface LeaseOptions {
   /** NATS server URL(s). */
@@ -300,9 +301,12 @@ interface PipelineLike {
 /**
  * Runs `pipeline` on this node: at once with the embedded log; with a nats:// log only while
  * this node holds the processing lease. Start and stop never overlap (a stop is awaited before
- * the next start), so one process never runs two loops of the same group.
+ * the next start), so one process never runs two loops of the same group. After each stop the
+ * log's `release(group)` hands what this node read and did not commit back to the server at
+ * once (and makes its next read check the consumer): without it, after a lease bounce A→B→A
+ * the records B had in hand came back to A only after the consumer's ack_wait (60 s).
  */
-export async function startProcessing(config: Readonly<Config>, pipeline: PipelineLike, logger?: Logger): Promise<Processing> {
+export async function startProcessing(config: Readonly<Config>, pipeline: PipelineLike, logger?: Logger, log?: Pick<Log, 'release'>, group = 'process'): Promise<Processing> {
   if (!/^nats:\/\//.test(config.log.backend)) {
     pipeline.start();
     return { status: () => pipeline.status(), stop: () => pipeline.stop() };
@@ -311,7 +315,11 @@ export async function startProcessing(config: Readonly<Config>, pipeline: Pipeli
   let want = false;
   const sync = () => {
     chain = chain.then(async () => {
-      if (want) pipeline.start(); else await pipeline.stop();
+      if (want) pipeline.start();
+      else {
+        await pipeline.stop();
+        await log?.release?.(group);
+      }
     }).catch((err) => logger?.error({ err }, 'processing start/stop failed'));
   };
   const lease = new ProcessLease({

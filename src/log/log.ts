@@ -29,6 +29,8 @@ export interface LogPressure {
    * balancer does not drop every node of an overloaded cluster at once.
    */
   unavailable?: boolean;
+  /** Lag of each lane (src/log/lanes/: `events`, `snapshots`) when the log has lanes; their sum is `lagRecords`. */
+  lanes?: Record<string, { lagRecords: number }>;
 }
 
 export interface Log {
@@ -49,6 +51,12 @@ export interface Log {
   read(group: string, max: number, waitMs: number): Promise<LogBatch>;
   /** Marks every record of `batch` (and all before it for this group) as processed; survives a restart. */
   commit(group: string, batch: LogBatch): Promise<void>;
+  /**
+   * Optional: this process stops reading `group` for now (another node takes it over). Records
+   * read and not committed are handed back at once, and a later read checks the group's
+   * position first. Backends with one reader per process (the embedded log) need nothing.
+   */
+  release?(group: string): Promise<void>;
   /** Applies retention (age and size); never removes a record a consumer group has not committed. */
   enforceRetention(now?: number): Promise<void>;
   pressure(): LogPressure;

@@ -43,6 +43,7 @@ export function consumerNameOf(group: string): string {
 }
 
 const ACK = new TextEncoder().encode('+ACK');
+const NAK = new TextEncoder().encode('-NAK');
 const TERM = new TextEncoder().encode('+TERM');
 
 /** Stream sequence of a delivered message, from its ack subject (v1 and v2 formats). */
@@ -131,6 +132,20 @@ export class GroupReader {
       // Redelivery goes on until committed: a record is never dropped for being retried.
       max_deliver: -1,
     };
+  }
+
+  /**
+   * This process stops reading the group (processing moved to another node): every record it
+   * holds uncommitted is nak'd, so the server hands it out again at once instead of after
+   * ack_wait, and the next read here (if processing comes back) checks the consumer first —
+   * another reader may have left records delivered and uncommitted meanwhile (a lease bounce
+   * A→B→A). Naks are fire-and-forget: one lost in a disconnect only means that record waits
+   * for ack_wait or for the next reader's check.
+   */
+  release(): void {
+    for (const reply of this.unacked.values()) this.nc.publish(reply, NAK);
+    this.unacked.clear();
+    this.suspect = true;
   }
 
   /** Marks the group for a check at the next read (after a reconnect). */

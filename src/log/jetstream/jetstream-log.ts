@@ -158,6 +158,16 @@ export class JetStreamLog implements Log {
     }
   }
 
+  /** Processing of `group` stops on this node: what it holds uncommitted goes back to the server at once (group.ts release()). */
+  release(group: string): Promise<void> {
+    const reader = this.groups.get(group);
+    if (!reader || this.state !== 'open') return Promise.resolve();
+    return this.reads.run(group, async () => {
+      reader.release();
+      await this.nc!.flush().catch(() => undefined);
+    });
+  }
+
   enforceRetention(now: number = Date.now()): Promise<void> {
     if (this.state !== 'open') return Promise.resolve();
     return this.retention.run('retention', () => this.retain(now));
