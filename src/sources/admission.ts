@@ -4,6 +4,8 @@
  * in /readyz — and events and telemetry are still taken; past `log.maxLagRecords` every
  * message is slowed down (HTTP 503 + Retry-After, MQTT stops reading). Events are never shed.
  * A shed snapshot is refused, never acknowledged and dropped: the device hears it.
+ * The lag compared is the total over the log's lanes (src/log/lanes/): snapshots already
+ * waiting count too, so the snapshot lane's backlog stays bounded while events are preferred.
  */
 import { Counter } from 'prom-client';
 import type { MessageKind, Protocol } from '../core/envelope.js';
@@ -34,10 +36,13 @@ export class Admission {
   }
 
   status(): { ok: boolean; detail: string } {
-    const lag = this.log.pressure().lagRecords;
+    const p = this.log.pressure();
+    const lag = p.lagRecords;
     const shedding = lag >= this.shedSnapshotsAtRecords;
+    // With lanes (src/log/lanes/): how much of the lag is events and how much snapshots.
+    const lanes = p.lanes ? ` (${Object.entries(p.lanes).map(([lane, l]) => `${lane} ${l.lagRecords}`).join(', ')})` : '';
     const recently = Date.now() - this.lastShedAt < 60_000 ? '; snapshots shed in the last minute' : '';
     // Shedding keeps the node useful (events still flow), so it does not make it unready.
-    return { ok: true, detail: shedding ? `shedding snapshots: lag ${lag} ≥ log.shedSnapshotsAtRecords ${this.shedSnapshotsAtRecords}` : `taking everything${recently}` };
+    return { ok: true, detail: shedding ? `shedding snapshots: lag ${lag}${lanes} ≥ log.shedSnapshotsAtRecords ${this.shedSnapshotsAtRecords}` : `taking everything${recently}` };
   }
 }

@@ -1,0 +1,186 @@
+/**
+ * @module The lane log (src/log/lanes/) runs the Log conformance suite over the WAL and over
+ * JetStream, plus its own promises: events are read before snapshots, a mixed append lands in
+ * both lanes, commits go to the right lane, pressure and metrics per lane, and a single-lane
+ * log from an earlier version is read as the events lane.
+ */
+import assert from 'node:assert/strict';
+import { readdir, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Envelope } from '../../src/core/envelope.js';
+import type { LogRecord } from '../../src/log/log.js';
+import { createFileLog } from '../../src/log/wal/index.js';
+import { runLogSuite, readRecords, testEnvelope, assertSameEnvelope } from '../conformance/log.suite.js';
+import { NATS_SERVER_BIN, startNatsServer, type NatsHandle } from '../helpers/nats-server.js';
+import { tempDir, waitFor } from '../helpers/wait.js';
+import { fileLaneHarness, jetStreamLaneHarness, laneIndex, type LaneHarness } from './lanes-harness.js';
+
+runLogSuite({ name: 'lanes over wal', laneOf: laneIndex, create: ({ maxLagRecords }) => fileLaneHarness({ maxLagRecords }) });
+
+if (!NATS_SERVER_BIN) {
+  it('lanes over jetstream', { skip: 'nats-server is not installed (apt-get install nats-server)' }, () => undefined);
+} else {
+  let nats: NatsHandle;
+  before(async () => { nats = await startNatsServer(); });
+  after(async () => { await nats?.cleanup(); });
+  runLogSuite({ name: 'lanes over jetstream', laneOf: laneIndex, create: ({ maxLagRecords }) => jetStreamLaneHarness(nats.url, { maxLagRecords }) });
+
+  it('lanes over jetstream - events are read before snapshots appended earlier', async () => {
+    const h = await jetStreamLaneHarness(nats.url);
+    try {
+      await h.log.append(range(0, 20).map((n) => env(n, 'snapshot')));
+      await h.log.append(range(20, 40).map((n) => env(n, 'event')));
+      const got = await readRecords(h.log, 'g', 40, 15);
+      assert.deepEqual(ids(got), [...names(20, 40), ...names(0, 20)]);
+    } finally {
+      await h.cleanup();
+    }
+  });
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + i);
+const names = (from: number, to: number): string[] => range(from, to).map((n) => `m-${n}`);
+const ids = (records: LogRecord[]): string[] => records.map((r) => r.envelope.messageId);
+const env = (n: number, kind: Envelope['kind']): Envelope => testEnvelope(n, { kind });
+
+async function withLanes(over: Parameters<typeof fileLaneHarness>[0], fn: (h: LaneHarness) => Promise<void>): Promise<void> {
+  const h = await fileLaneHarness(over);
+  try {
+    await fn(h);
+  } finally {
+    await h.cleanup();
+  }
+}
+
+describe('lanes - priority', () => {
+  it('lanes - a reader behind takes every event before any snapshot, even events appended after the snapshots', () => withLanes({}, async ({ log }) => {
+    await log.append(range(0, 30).map((n) => env(n, 'snapshot')));
+    await log.append(range(30, 60).map((n) => env(n, n % 2 ? 'telemetry' : 'event')));
+    const first = await log.read('g', 20, 0);
+    assert.deepEqual(ids(first.records), names(30, 50), 'a full batch of events, no snapshot');
+    // Events keep arriving while the reader is behind: they still come first.
+    await log.append([env(60, 'attributes'), env(61, 'event')]);
+    const second = await log.read('g', 20, 0);
+    assert.deepEqual(ids(second.records), [...names(50, 62), ...names(0, 8)], 'the rest of the events, then snapshots fill the batch');
+    const rest = await readRecords(log, 'g', 22, 20);
+    assert.deepEqual(ids(rest), names(8, 30));
+    assert.equal((await log.read('g', 20, 0)).records.length, 0);
+  }));
+
+  it('lanes - an idle reader wakes for an event at once and for a snapshot within one slice', () => withLanes({ idleSliceMs: 50 }, async ({ log }) => {
+    let started = Date.now();
+    let pending = log.read('g', 10, 20_000);
+    await log.append([env(1, 'snapshot')]);
+    assert.deepEqual(ids((await pending).records), ['m-1']);
+    assert.ok(Date.now() - started < 5_000, `snapshot seen after ${Date.now() - started} ms`);
+    started = Date.now();
+    pending = log.read('g', 10, 20_000);
+    await log.append([env(2, 'event')]);
+    assert.deepEqual(ids((await pending).records), ['m-2']);
+    assert.ok(Date.now() - started < 5_000);
+  }));
+
+  it('lanes - one append holding both kinds lands in both lanes and resolves once both are durable', () => withLanes({}, async (h) => {
+    const batch = range(0, 10).map((n) => env(n, n % 3 === 0 ? 'snapshot' : 'event'));
+    await h.log.append(batch);
+    const events = await readdir(join(h.dir, 'events'));
+    const snapshots = await readdir(join(h.dir, 'snapshots'));
+    assert.ok(events.some((n) => n.endsWith('.wal')) && snapshots.some((n) => n.endsWith('.wal')), 'each lane has its own segments');
+    // Durable means readable after a restart without a close in between being needed for it.
+    const log2 = await h.reopen();
+    const got = await readRecords(log2, 'g', 10);
+    const expected = [...batch.filter((e) => e.kind !== 'snapshot'), ...batch.filter((e) => e.kind === 'snapshot')];
+    got.forEach((r, i) => assertSameEnvelope(r.envelope, expected[i]!));
+  }));
+
+  it('lanes - a commit of a mixed batch commits each lane; one lane committed leaves the other to read again', () => withLanes({}, async (h) => {
+    await h.log.append(range(0, 12).map((n) => env(n, n < 6 ? 'event' : 'snapshot')));
+    const mixed = await readRecords(h.log, 'g', 8); // 6 events + 2 snapshots
+    assert.deepEqual(ids(mixed), names(0, 8));
+    await h.log.commit('g', { records: mixed.slice(0, 7) }); // all events and the first snapshot
+    const log2 = await h.reopen();
+    assert.deepEqual(ids(await readRecords(log2, 'g', 5)), names(7, 12));
+    await assert.rejects(log2.commit('g', { records: [{ offset: 5n << 56n, envelope: env(0, 'event') }] }), /lane 5/);
+  }));
+});
+
+describe('lanes - pressure and metrics', () => {
+  it('lanes - pressure and fluxgate_log_lane_lag_records report each lane; fluxgate_consumer_lag_records is their sum', () => withLanes({ maxLagRecords: 25 }, async ({ log, metrics }) => {
+    await log.append(range(0, 15).map((n) => env(n, 'event')));
+    await log.append(range(15, 24).map((n) => env(n, 'snapshot')));
+    const batch = await log.read('g', 20, 0); // 15 events, 5 snapshots
+    await log.commit('g', batch);
+    await log.append(range(24, 34).map((n) => env(n, 'event')));
+    const p = log.pressure();
+    assert.deepEqual(p.lanes, { events: { lagRecords: 10 }, snapshots: { lagRecords: 4 } });
+    assert.equal(p.lagRecords, 14);
+    assert.equal(p.overLimit, false);
+    await log.append(range(34, 45).map((n) => env(n, 'snapshot')));
+    assert.equal(log.pressure().overLimit, true, 'over the limit by the total of both lanes');
+    const lanes = (await metrics.registry.getSingleMetric('fluxgate_log_lane_lag_records')!.get()).values;
+    assert.equal(lanes.find((v) => v.labels.group === 'g' && v.labels.lane === 'events')?.value, 10);
+    assert.equal(lanes.find((v) => v.labels.group === 'g' && v.labels.lane === 'snapshots')?.value, 15);
+    const total = (await metrics.consumerLag.get()).values.find((v) => v.labels.group === 'g')?.value;
+    assert.equal(total, 25);
+  }));
+});
+
+describe('lanes - upgrade from a single-lane log', () => {
+  async function singleLaneLog(n: number, committed: number): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+    const tmp = await tempDir('fluxgate-lanes-old-');
+    const old = createFileLog({ dir: join(tmp.dir, 'log'), segmentBytes: 64 * 1024, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e9 });
+    await old.open();
+    // Big payloads so the old log has several segments.
+    for (let i = 0; i < n; i += 10) {
+      await old.append(range(i, Math.min(n, i + 10)).map((k) => ({ ...env(k, k % 4 === 0 ? 'snapshot' : 'event'), payload: new Uint8Array(2000).fill(k & 0xff) })));
+    }
+    const read = await readRecords(old, 'process', committed);
+    await old.commit('process', { records: read });
+    await old.close();
+    return tmp;
+  }
+
+  it('lanes - the old log becomes the events lane with its committed positions; new snapshots go to their own lane', async () => {
+    const tmp = await singleLaneLog(100, 40);
+    const h = await fileLaneHarness({}, tmp);
+    try {
+      const root = await readdir(h.dir);
+      assert.ok(!root.some((n) => n.endsWith('.wal') || n === 'offsets.json'), `nothing left in the root: ${root.join(', ')}`);
+      assert.ok((await readdir(join(h.dir, 'events'))).filter((n) => n.endsWith('.wal')).length > 1, 'the old segments are in the events lane');
+      await h.log.append([env(100, 'snapshot'), env(101, 'event')]);
+      // Old records (snapshots of the old version too) come in their old order, then the new event, then the new snapshot.
+      const got = await readRecords(h.log, 'process', 62, 1000);
+      assert.deepEqual(ids(got), [...names(40, 100), 'm-101', 'm-100']);
+      assert.equal(got[0]!.envelope.payload.length, 2000);
+      await h.log.commit('process', { records: got });
+      const log2 = await h.reopen();
+      assert.equal((await log2.read('process', 10, 0)).records.length, 0, 'positions survive the restart after the upgrade');
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('lanes - an upgrade interrupted part-way (some files moved) is finished on the next start', async () => {
+    const tmp = await singleLaneLog(100, 10);
+    const dir = join(tmp.dir, 'log');
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(dir, 'events'));
+    const [firstSegment] = (await readdir(dir)).filter((n) => n.endsWith('.wal')).sort();
+    await rename(join(dir, firstSegment!), join(dir, 'events', firstSegment!));
+    const h = await fileLaneHarness({}, tmp);
+    try {
+      assert.deepEqual(ids(await readRecords(h.log, 'process', 90, 1000)), names(10, 100));
+    } finally {
+      await h.cleanup();
+    }
+  });
+});
+
+describe('lanes - waits', () => {
+  it('lanes - a read with nothing in either lane returns empty after waitMs', () => withLanes({ idleSliceMs: 20 }, async ({ log }) => {
+    const started = Date.now();
+    assert.equal((await log.read('g', 5, 120)).records.length, 0);
+    await waitFor(() => Date.now() - started >= 100, { what: 'time' });
+  }));
+});
