@@ -8,6 +8,7 @@
  * bounded by --count appends and --seconds of time. Data lives in a temp dir, removed at the end.
  *
  *   node --import tsx bench/log-append.ts [--concurrency 1,10,100] [--count 20000] [--seconds 10] [--payload 100] [--open-gib 1]
+ *   --lanes: the log as the node runs it (src/log/lanes/, events and snapshots lanes); --snapshot-every N: every Nth append is a snapshot
  */
 import { appendFile, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ import { parseArgs } from 'node:util';
 import type { Envelope } from '../src/core/envelope.js';
 import type { Log } from '../src/log/log.js';
 import { createFileLog } from '../src/log/wal/index.js';
+import { createFileLaneLog } from '../src/log/lanes/index.js';
 import { Metrics } from '../src/observability/metrics.js';
 
 const { values: args } = parseArgs({
@@ -25,6 +27,8 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '10' },
     payload: { type: 'string', default: '100' },
     'open-gib': { type: 'string', default: '0' },
+    lanes: { type: 'boolean', default: false },
+    'snapshot-every': { type: 'string', default: '0' },
   },
 });
 const LEVELS = args.concurrency.split(',').map(Number);
@@ -33,10 +37,11 @@ const MAX_MS = Number(args.seconds) * 1000;
 const PAYLOAD = Number(args.payload);
 const OPEN_GIB = Number(args['open-gib']);
 const SEGMENT_BYTES = 128 * 1024 * 1024; // the configuration default
+const SNAPSHOT_EVERY = Number(args['snapshot-every']);
 
 function envelope(i: number, payloadBytes = PAYLOAD): Envelope {
   return {
-    tenant: 'acme', project: 'plant-7', device: `dev-${i % 1000}`, kind: 'event', topic: `mtic/msg/client/realtime/acme/plant-7/dev-${i % 1000}`,
+    tenant: 'acme', project: 'plant-7', device: `dev-${i % 1000}`, kind: SNAPSHOT_EVERY > 0 && i % SNAPSHOT_EVERY === 0 ? 'snapshot' : 'event', topic: `mtic/msg/client/realtime/acme/plant-7/dev-${i % 1000}`,
     protocol: 'mqtt', receiveTime: Date.now(), messageId: `m-${i}`, payload: Buffer.alloc(payloadBytes, 0x61),
   };
 }
@@ -50,7 +55,7 @@ async function counter(m: Metrics): Promise<number> {
 }
 
 function openLog(dir: string, metrics?: Metrics): Log {
-  return createFileLog({ dir, segmentBytes: SEGMENT_BYTES, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e12, metrics });
+  return (args.lanes ? createFileLaneLog : createFileLog)({ dir, segmentBytes: SEGMENT_BYTES, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e12, metrics });
 }
 
 async function appendLevel(root: string, concurrency: number): Promise<void> {
@@ -136,7 +141,7 @@ async function restartTime(root: string): Promise<void> {
 
 const root = await mkdtemp(join(tmpdir(), 'fluxgate-bench-log-'));
 try {
-  console.log(`WAL append: ${PAYLOAD}-byte payloads, one envelope per append, ${COUNT} appends or ${MAX_MS / 1000} s per level, segmentBytes ${SEGMENT_BYTES}`);
+  console.log(`WAL append${args.lanes ? ' (lanes)' : ''}${SNAPSHOT_EVERY ? `, every ${SNAPSHOT_EVERY}th a snapshot` : ''}: ${PAYLOAD}-byte payloads, one envelope per append, ${COUNT} appends or ${MAX_MS / 1000} s per level, segmentBytes ${SEGMENT_BYTES}`);
   console.log('| appenders | appends | durable appends/s | p50 ms | p99 ms | max ms | fsyncs |');
   console.log('|---|---|---|---|---|---|---|');
   for (const c of LEVELS) await appendLevel(root, c);
