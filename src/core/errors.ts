@@ -36,6 +36,9 @@ export const ERRORS = {
   PROJECT_NOT_FOUND: { status: 404, meaning: 'No project with this name in the tenant.', solve: 'Create it first: POST /api/v1/projects or `fluxgate project create <name>`; every tenant has the project `default`.' },
   PROJECT_EXISTS: { status: 409, meaning: 'A project with this name already exists in the tenant.', solve: 'Pick another name, or use the existing project.' },
   API_KEY_NOT_FOUND: { status: 404, meaning: 'No API key with this id in the tenant.', solve: 'List the tenant\'s keys (GET /api/v1/keys, `fluxgate key list`).' },
+  TEMPLATE_INVALID: { status: 400, meaning: 'A topic template has problems; the message lists every one with its field.', solve: 'Fix the named fields: a pattern is topic levels with + or one {tenant} {project} {device} {kind} each, # last, and must capture {device}; {tenant} only in the configuration file.' },
+  TEMPLATE_EXISTS: { status: 409, meaning: 'A topic template with this id already exists in the tenant (or is a platform template of the configuration).', solve: 'Pick another id, or delete the existing template first (DELETE /api/v1/templates/{id}).' },
+  TEMPLATE_NOT_FOUND: { status: 404, meaning: 'No topic template with this id in the tenant.', solve: 'List the templates (GET /api/v1/templates); platform templates of the configuration file are changed there, not over REST.' },
   NOT_FOUND: { status: 404, coap: '4.04', meaning: 'No such route or resource.', solve: 'Check the path against /docs.' },
   BAD_REQUEST: { status: 400, mqtt5: 0x99, coap: '4.00', meaning: 'A field or parameter is missing or invalid.', solve: 'Fix the named field; /docs shows the schema of every route.' },
   BAD_JSON: { status: 400, mqtt5: 0x99, coap: '4.00', meaning: 'The body is not valid JSON.', solve: 'Send a JSON object or an array of objects; the message names the position of the error.' },
@@ -45,9 +48,12 @@ export const ERRORS = {
   SNAPSHOT_SHED: { status: 503, mqtt5: 0x97, coap: '5.03', meaning: 'Processing is behind: snapshots are shed first while events and telemetry are still taken.', solve: 'Nothing to do on the device: the next periodic snapshot is taken once processing catches up. Operators: see fluxgate_snapshots_shed_total and log.shedSnapshotsAtRecords.' },
   LOG_UNAVAILABLE: { status: 503, mqtt5: 0x80, coap: '5.03', retryable: true, meaning: 'The log could not make the message durable.', solve: 'Retry; check the disk or the log backend named in /readyz.' },
   STORE_UNAVAILABLE: { status: 503, coap: '5.03', retryable: true, meaning: 'The store could not answer.', solve: 'Retry; check the store named in /readyz.' },
+  RETENTION_EXPORT_FAILED: { status: 500, retryable: true, meaning: 'Retention could not write a Parquet export file; the raw data it holds is kept.', solve: 'Make retention.exportDir writable and give it space; the next pass (or POST /api/v1/retention/run) tries again.' },
   SHUTTING_DOWN: { status: 503, mqtt5: 0x8b, coap: '5.03', retryable: true, meaning: 'The node is stopping and takes no new messages.', solve: 'Retry against another node or after the restart.' },
   COMMAND_TIMEOUT: { status: 504, meaning: 'The device did not reply to the command in time.', solve: 'Check that the device is connected over MQTT and subscribed to devices/{id}/commands/#, or raise timeoutMs.' },
   COMMANDS_UNAVAILABLE: { status: 503, meaning: 'Commands travel over MQTT, which is disabled on this node.', solve: 'Enable MQTT (mqtt.enabled) or send the command through a node that runs it.' },
+  BRIDGE_NOT_FOUND: { status: 404, meaning: 'No bridge with this name.', solve: 'List bridges with GET /api/v1/bridges.' },
+  BRIDGE_EXISTS: { status: 409, meaning: 'A bridge with this name already exists (in the configuration file or created over REST).', solve: 'Pick another name, or DELETE the REST bridge first.' },
   INTERNAL: { status: 500, mqtt5: 0x80, coap: '5.00', meaning: 'An unexpected failure inside the node.', solve: 'Look at the node log for the error with this request id and report it.' },
 } as const satisfies Record<string, ErrorSpec>;
 

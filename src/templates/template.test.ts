@@ -50,3 +50,9 @@ test('matchFirst takes the first template that fits', () => {
   assert.equal(matchFirst([specific, mtic], 'mtic/msg/client/realtime/acme/p/d/data')?.kind, 'telemetry');
   assert.equal(matchFirst([specific, mtic], 'nothing/here'), undefined);
 });
+
+test('the native layouts devices/… and v1/devices/me/… cannot be taken by a template', () => {
+  assert.ok(templateProblems({ id: 'n', pattern: 'devices/{device}/data', tenant: 't' }).some((s) => s.includes('native layout')));
+  assert.ok(templateProblems({ id: 'n', pattern: 'v1/devices/me/{device}' }).some((s) => s.includes('native layout')));
+  assert.deepEqual(templateProblems({ id: 'n', pattern: 'gw/devices/{device}' }), []);
+});

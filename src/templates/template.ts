@@ -20,7 +20,7 @@ export interface TopicTemplate {
   /** Unique name within its tenant (configuration: unique in the file). */
   id: string;
   pattern: string;
-  /** Fixed tenant; required when the pattern has no `{tenant}`. */
+  /** Fixed tenant when the pattern has no `{tenant}`; unset: the publishing credential's tenant. */
   tenant?: string;
   /** Fixed project when the pattern has no `{project}` (else the device's own project). */
   project?: string;
@@ -79,6 +79,7 @@ export function templateProblems(t: TopicTemplate): string[] {
     }
   });
   if (parts[0] === '' || parts[0].startsWith('$')) problems.push('pattern: must not start with "/" or "$"');
+  if (parts[0] === 'devices' || t.pattern.startsWith('v1/devices/me')) problems.push('pattern: topics under devices/… and v1/devices/me/… are Fluxgate\'s native layout; pick a layout of your own');
   if (!seen.has('device')) problems.push('pattern: must capture {device}');
   if (seen.has('tenant') && t.tenant !== undefined) problems.push('tenant: the pattern captures {tenant}; leave tenant unset');
   if (seen.has('project') && t.project !== undefined) problems.push('project: the pattern captures {project}; leave project unset');
