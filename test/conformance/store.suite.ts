@@ -15,6 +15,7 @@ import { describe, it } from 'node:test';
 import { isFluxgateError } from '../../src/core/errors.js';
 import type { DeadLetter, DeviceRecord, Page, RawMessage, Store, TelemetryPoint, Value } from '../../src/stores/store.js';
 import { objectsCases } from './objects.cases.js';
+import { rollupCases } from './rollup.cases.js';
 import { tenancyCases } from './tenancy.cases.js';
 
 export interface StoreSuiteOptions {
@@ -345,5 +346,6 @@ export function runStoreSuite(opts: StoreSuiteOptions): void {
 
     tenancyCases(withStore);
     objectsCases(withStore);
+    rollupCases(withStore);
   });
 }

@@ -17,7 +17,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
   AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
-  RangeQuery, RawMessage, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
+  RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
 } from '../store.js';
 import { fromWireError, type Op, type Response, type WorkerEvent } from './protocol.js';
 import { encodeBatch } from './wire.js';
@@ -40,7 +40,8 @@ function workerEntry(): { url: URL; entry?: string } {
 
 /** Calls a read connection can answer: they never wait behind writes or compaction. */
 const READS: ReadonlySet<Op> = new Set<Op>(['latest', 'range', 'aggregate', 'messages', 'deadLetters', 'getDevice', 'listDevices', 'findDeviceByTokenHash',
-  'getTenant', 'listTenants', 'getProject', 'listProjects', 'listApiKeys', 'findApiKeyByHash', 'getObject', 'listObjects']);
+  'getTenant', 'listTenants', 'getProject', 'listProjects', 'listApiKeys', 'findApiKeyByHash', 'getObject', 'listObjects',
+  'rollups']);
 
 type Role = 'writer' | 'reader';
 
@@ -122,6 +123,8 @@ export class EmbeddedStore implements Store {
   deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> { return this.call('deadLetters', [tenant, limit, after]); }
   deleteDeadLetters(tenant: string, ids: string[]): Promise<number> { return this.call('deleteDeadLetters', [tenant, ids]); }
   deleteBefore(cutoff: number, tenant?: string): Promise<number> { return this.call('deleteBefore', [cutoff, tenant]); }
+  rollups(q: RollupQuery): Promise<Rollup[]> { return this.call('rollups', [q]); }
+  deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number> { return this.call('deleteRollupsBefore', [resolution, cutoff, tenant]); }
   createDevice(device: DeviceRecord): Promise<void> { return this.call('createDevice', [device]); }
   getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> { return this.call('getDevice', [tenant, id]); }
   listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>> { return this.call('listDevices', [tenant, limit, after]); }

@@ -11,6 +11,7 @@ import type { Op } from './protocol.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
 import { Retention } from './retention.js';
+import { RollupReader } from './rollups.js';
 import { Tenants } from './tenants.js';
 import { openDatabase, type Db } from './schema.js';
 import { COMPACT_ROWS, Writer } from './write.js';
@@ -23,12 +24,15 @@ export class Engine {
   private readonly registry: Registry;
   private readonly tenants: Tenants;
   private readonly objects: Objects;
+  private readonly names: Names;
+  private readonly rollupReader: RollupReader;
   private readonly retention: Retention | undefined;
 
   /** A read-only engine (the store's reader worker) refuses writes. */
   constructor(file: string, opts: { readonly?: boolean } = {}) {
     this.db = openDatabase(file, opts);
-    const names = new Names(this.db);
+    const names = this.names = new Names(this.db);
+    this.rollupReader = new RollupReader(this.db, names);
     if (!opts.readonly) {
       this.writerPart = new Writer(this.db, names);
       this.retention = new Retention(this.db, names, this.writerPart);
@@ -45,7 +49,7 @@ export class Engine {
     return this.writerPart;
   }
 
-  /** Runs one operation; deleteBefore returns a generator the caller steps chunk by chunk. */
+  /** Runs one operation; deleteBefore and deleteRollupsBefore return a generator the caller steps chunk by chunk. */
   // The args were checked by the main-thread Store's types; the worker boundary erases them.
   /* eslint-disable @typescript-eslint/no-explicit-any */
   call(op: Op, a: any[]): unknown {
@@ -78,6 +82,8 @@ export class Engine {
       case 'getObject': return this.objects.getObject(a[0], a[1], a[2]);
       case 'listObjects': return this.objects.listObjects(a[0], a[1]);
       case 'deleteObject': return this.objects.deleteObject(a[0], a[1], a[2]);
+      case 'rollups': return this.rollupReader.rollups(a[0]);
+      case 'deleteRollupsBefore': return this.writer.rollups.deleteBefore(this.writer, this.names, a[0], a[1], a[2]);
       case 'compact': return this.writer.compact();
       case 'close': return this.close();
     }

@@ -12,6 +12,7 @@ export type Op =
   | 'createTenant' | 'getTenant' | 'listTenants' | 'createProject' | 'getProject' | 'listProjects'
   | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'findApiKeyByHash'
   | 'putObject' | 'getObject' | 'listObjects' | 'deleteObject'
+  | 'rollups' | 'deleteRollupsBefore'
   | 'compact' | 'close';
 
 export interface Request { id: number; op: Op; args: unknown[] }

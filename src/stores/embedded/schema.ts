@@ -103,6 +103,14 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (kind, tenant, id)
   ) WITHOUT ROWID;
   `,
+  // v4: 1-minute and 1-hour roll-ups (./rollups.ts), keyed by series and bucket start.
+  ['1m', '1h'].map((r) => `
+  CREATE TABLE rollup_${r} (
+    tenant_id INTEGER NOT NULL, device_id INTEGER NOT NULL, key_id INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    n INTEGER NOT NULL, num_n INTEGER NOT NULL, min, max, sum,
+    first_ts INTEGER NOT NULL, first_mid TEXT NOT NULL, first_v, last_ts INTEGER NOT NULL, last_mid TEXT NOT NULL, last_v,
+    PRIMARY KEY (tenant_id, device_id, key_id, bucket)
+  ) WITHOUT ROWID;`).join('\n'),
 ];
 
 /**

@@ -72,7 +72,7 @@ function serve(engine: Engine): void {
   /** Steps a purge one chunk at a time; requests that arrive meanwhile run between chunks. */
   async function purge(req: Request): Promise<void> {
     try {
-      const steps = engine.call('deleteBefore', req.args) as Generator<void, number>;
+      const steps = engine.call(req.op, req.args) as Generator<void, number>;
       let r = steps.next();
       while (!r.done) {
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -119,7 +119,8 @@ function serve(engine: Engine): void {
             });
           }
           return;
-        case 'deleteBefore': {
+        case 'deleteBefore':
+        case 'deleteRollupsBefore': {
           const p = purge(req).finally(() => purges.delete(p));
           purges.add(p);
           return;

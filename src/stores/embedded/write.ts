@@ -2,11 +2,13 @@
  * @module writeBatch for the embedded store: points, raw messages and dead letters of one
  * batch in one SQLite transaction, all idempotent (INSERT OR IGNORE on the natural keys), and
  * the compaction that moves staged points into the series-ordered table and folds the
- * pending latest state (./latest.ts) into `latest` in one transaction.
+ * pending latest state (./latest.ts) into `latest` and the new points into the roll-ups
+ * (./rollups.ts) in one transaction.
  */
 import { encodeValue, type SqlValue } from './codec.js';
 import { PendingLatest } from './latest.js';
 import type { Names } from './names.js';
+import { RollupWriter } from './rollups.js';
 import { NameKind, type Db } from './schema.js';
 import { decodeRecords, VALUE_BOOLEAN, VALUE_NUMBER, type WireBatch } from './wire.js';
 
@@ -36,8 +38,10 @@ export class Writer {
   private readonly latestParams: unknown[] = new Array(ROWS_PER_STATEMENT * LATEST_COLS);
   private readonly writeTx;
   private readonly compactTx;
+  readonly rollups: RollupWriter;
 
   constructor(private readonly db: Db, private readonly names: Names) {
+    this.rollups = new RollupWriter(db);
     const insertPoints = (n: number) => db.prepare(`INSERT OR IGNORE INTO points_recent
       (tenant_id, device_id, key_id, ts, message_id, project_id, v) VALUES ${rows(n, POINT_COLS)}`);
     this.insertPoints = insertPoints(ROWS_PER_STATEMENT);
@@ -55,6 +59,8 @@ export class Writer {
       (tenant_id, project, device, topic, message_id, receive_time, reason, payload, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.writeTx = db.transaction((batch: WireBatch) => this.writeInTx(batch));
     this.compactTx = db.transaction(() => {
+      // Before the move: a staged point absent from `points` is new and counts in its buckets.
+      this.rollups.foldStaged();
       db.exec(`INSERT OR IGNORE INTO points SELECT tenant_id, device_id, key_id, ts, message_id, project_id, v
         FROM points_recent ORDER BY tenant_id, device_id, key_id, ts, message_id;
         DELETE FROM points_recent;

@@ -13,7 +13,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
   AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
-  RangeQuery, RawMessage, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
+  RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
 } from '../store.js';
 import { Archive } from './archive.js';
 import { isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
@@ -23,6 +23,7 @@ import { Partitions } from './partitions.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
 import { Retention } from './retention.js';
+import { Rollups } from './rollups.js';
 import { Tenancy } from './tenants.js';
 import { Writer, type IngestMode } from './write.js';
 
@@ -53,6 +54,7 @@ export class PostgresStore implements Store {
   private readonly pool: pg.Pool;
   private readonly partitions: Partitions;
   private readonly writer: Writer;
+  private readonly rollupStore: Rollups;
   private readonly reader: Reader;
   private readonly archive: Archive;
   private readonly registry: Registry;
@@ -80,7 +82,8 @@ export class PostgresStore implements Store {
       opts.logger?.warn({ err }, 'postgres store: idle connection failed');
     });
     this.partitions = new Partitions(this.pool, this.schema, days);
-    this.writer = new Writer(this.pool, this.schema, this.partitions, opts.ingest ?? 'insert');
+    this.rollupStore = new Rollups(this.pool, this.schema);
+    this.writer = new Writer(this.pool, this.schema, this.partitions, opts.ingest ?? 'insert', this.rollupStore);
     this.reader = new Reader(this.pool, this.schema);
     this.archive = new Archive(this.pool, this.schema);
     this.registry = new Registry(this.pool, this.schema);
@@ -153,6 +156,8 @@ export class PostgresStore implements Store {
   deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> { return this.run('deadLetters', () => this.archive.deadLetters(tenant, limit, after)); }
   deleteDeadLetters(tenant: string, ids: string[]): Promise<number> { return this.run('deleteDeadLetters', () => this.archive.deleteDeadLetters(tenant, ids)); }
   deleteBefore(cutoff: number, tenant?: string): Promise<number> { return this.run('deleteBefore', () => this.retention.deleteBefore(cutoff, tenant)); }
+  rollups(q: RollupQuery): Promise<Rollup[]> { return this.run('rollups', () => this.rollupStore.rollups(q)); }
+  deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number> { return this.run('deleteRollupsBefore', () => this.rollupStore.deleteBefore(resolution, cutoff, tenant)); }
   createDevice(device: DeviceRecord): Promise<void> { return this.run('createDevice', () => this.registry.createDevice(device)); }
   getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> { return this.run('getDevice', () => this.registry.getDevice(tenant, id)); }
   listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>> { return this.run('listDevices', () => this.registry.listDevices(tenant, limit, after)); }

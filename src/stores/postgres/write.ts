@@ -11,6 +11,9 @@
  * temporary table, so it also works behind PgBouncer in transaction mode. The array literals
  * are built here: the driver's generic serializer cost 15-20 % more client CPU.
  *
+ * Roll-ups: the points the insert returns (new ones only) are folded into the 1-minute and
+ * 1-hour buckets in the same transaction (./rollups.ts).
+ *
  * Latest state: the batch's newest value per series is found here first (an upsert may not
  * touch one row twice in a statement), then upserted with last write wins by device time; at
  * equal device time the larger message id wins (byte order, as in the embedded store), so
@@ -28,6 +31,7 @@ import { FluxgateError } from '../../core/errors.js';
 import type { DeadLetter, RawMessage, TelemetryPoint, WriteBatch } from '../store.js';
 import { ident, sqlState } from './codec.js';
 import type { Partitions } from './partitions.js';
+import type { InsertedPoint, Rollups } from './rollups.js';
 
 export type IngestMode = 'insert' | 'copy';
 
@@ -38,18 +42,21 @@ interface Columns {
 
 const STAGE = 'fluxgate_points_stage';
 const POINT_COLS = 'tenant, device, key, ts, message_id, project, num, txt, bool';
+/** The points an insert stored (not those already there): what the roll-ups count (./rollups.ts). */
+const INSERTED = 'RETURNING tenant, device, key, ts, message_id, num, txt, bool';
 
 export class Writer {
   private readonly staged = new WeakSet<pg.PoolClient>();
   private readonly sql;
 
-  constructor(private readonly pool: pg.Pool, schema: string, private readonly partitions: Partitions, private readonly mode: IngestMode) {
+  constructor(private readonly pool: pg.Pool, schema: string, private readonly partitions: Partitions, private readonly mode: IngestMode,
+    private readonly rollups: Rollups) {
     const s = ident(schema);
     this.sql = {
       points: `INSERT INTO ${s}.points (${POINT_COLS})
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::bool[])
-        ON CONFLICT DO NOTHING`,
-      fromStage: `INSERT INTO ${s}.points (${POINT_COLS}) SELECT ${POINT_COLS} FROM ${STAGE} ON CONFLICT DO NOTHING`,
+        ON CONFLICT DO NOTHING ${INSERTED}`,
+      fromStage: `INSERT INTO ${s}.points (${POINT_COLS}) SELECT ${POINT_COLS} FROM ${STAGE} ON CONFLICT DO NOTHING ${INSERTED}`,
       latest: `INSERT INTO ${s}.latest AS l (tenant, device, key, ts, message_id, num, txt, bool)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::float8[], $7::text[], $8::bool[])
         ON CONFLICT (tenant, device, key) DO UPDATE SET ts = excluded.ts, message_id = excluded.message_id,
@@ -88,7 +95,7 @@ export class Writer {
   }
 
   private async writeInTx(client: pg.PoolClient, batch: WriteBatch, points: Columns, latest: Columns): Promise<void> {
-    if (points.ts.length > 0) await this.insertPoints(client, points);
+    if (points.ts.length > 0) await this.rollups.fold(client, await this.insertPoints(client, points));
     if (latest.ts.length > 0) {
       await client.query(this.sql.latest, [texts(latest.tenant), texts(latest.device), texts(latest.key), numbers(latest.ts), texts(latest.messageId), numbers(latest.num), texts(latest.txt), bools(latest.bool)]);
     }
@@ -128,10 +135,10 @@ export class Writer {
     if (missing.size > 0) await this.partitions.ensure(missing);
   }
 
-  private async insertPoints(client: pg.PoolClient, c: Columns): Promise<void> {
+  /** Inserts the points; returns those that were not stored yet. */
+  private async insertPoints(client: pg.PoolClient, c: Columns): Promise<InsertedPoint[]> {
     if (this.mode === 'insert') {
-      await client.query(this.sql.points, [texts(c.tenant), texts(c.device), texts(c.key), numbers(c.ts), texts(c.messageId), texts(c.project), numbers(c.num), texts(c.txt), bools(c.bool)]);
-      return;
+      return (await client.query<InsertedPoint>(this.sql.points, [texts(c.tenant), texts(c.device), texts(c.key), numbers(c.ts), texts(c.messageId), texts(c.project), numbers(c.num), texts(c.txt), bools(c.bool)])).rows;
     }
     if (!this.staged.has(client)) {
       // ON COMMIT DELETE ROWS empties it with every transaction: nothing to truncate.
@@ -141,7 +148,7 @@ export class Writer {
     }
     const copy = client.query(copyFrom(`COPY ${STAGE} (${POINT_COLS}) FROM STDIN`));
     await pipeline(Readable.from(copyText(c)), copy);
-    await client.query(this.sql.fromStage);
+    return (await client.query<InsertedPoint>(this.sql.fromStage)).rows;
   }
 }
 
