@@ -1,0 +1,251 @@
+/**
+ * @module Shedding under overload (issue 6): a time-compressed fleet over MQTT drives a node
+ * about 3× past what its processing sustains, and the bench checks the promises: every event
+ * acknowledged is stored, snapshots are shed (refused with PUBACK 0x97, counted per tenant) and
+ * only those acknowledged are stored, the node's memory stays bounded. Printed: offered and
+ * processed rates, events offered/stored, snapshots offered/shed/stored, peak RSS of the node,
+ * lag of each log lane over time.
+ *
+ * The fleet: `--devices` devices each send a full snapshot every `--snapshot-every` seconds
+ * (the fleet's 5 minutes, compressed) and `--events-per-snapshot` change events in between.
+ * Connections come from `--generators` child processes, each on its own source address
+ * 127.0.0.(2+i) (the open-file limit is 20,000 per process, for the node too). Two modes:
+ * - `--mode gateway` (default): `--connections` MQTT connections log in with a tenant API key
+ *   (write role) and publish for many devices each under the topic template
+ *   `bench/{device}/{kind}` (autoProvision: devices are registered on their first message).
+ * - `--mode native`: one connection per device, username = the device's token, topics
+ *   devices/{id}/events and devices/{id}/snapshot (devices created over REST first).
+ *
+ * Processing is made the bottleneck legitimately: a small `--batch` (process.batchSize) makes
+ * each store write and commit carry few records. Bounded: `--seconds` of load, then at most
+ * `--drain-seconds` for processing to catch up; every child and temp dir is removed at the end.
+ *
+ *   node --import tsx bench/shedding-100k.ts [--mode gateway|native] [--devices 100000] [--connections 200]
+ *     [--generators 4] [--seconds 60] [--snapshot-every 10] [--events-per-snapshot 1] [--batch 50]
+ *     [--shed-at 30000] [--max-lag 500000] [--window 20]
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { fmt, machine, startNodeChild, stopChild, track, untrackDir, type Api } from './run.js';
+import type { GeneratorConfig, GeneratorConn, GeneratorCounters } from './lib/shed-generator.js';
+
+const { values: a } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'gateway' },
+    devices: { type: 'string', default: '100000' },
+    connections: { type: 'string', default: '200' },
+    generators: { type: 'string', default: '4' },
+    seconds: { type: 'string', default: '60' },
+    'drain-seconds': { type: 'string', default: '50' },
+    'snapshot-every': { type: 'string', default: '10' },
+    'events-per-snapshot': { type: 'string', default: '1' },
+    batch: { type: 'string', default: '50' },
+    'shed-at': { type: 'string', default: '30000' },
+    'max-lag': { type: 'string', default: '500000' },
+    window: { type: 'string', default: '20' },
+  },
+});
+const MODE = a.mode as 'gateway' | 'native';
+const DEVICES = Number(a.devices);
+const GENERATORS = Number(a.generators);
+const CONNECTIONS = MODE === 'native' ? DEVICES : Number(a.connections);
+const SECONDS = Number(a.seconds);
+const DRAIN_S = Number(a['drain-seconds']);
+const GENERATOR = fileURLToPath(new URL('./lib/shed-generator.ts', import.meta.url));
+
+interface Sample { t: number; offered: number; acked: number; processed: number; eventsLag: number; snapshotsLag: number; shed: number; rssMiB: number }
+
+async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+async function scrape(url: string): Promise<{ eventsLag: number; snapshotsLag: number; shed: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let eventsLag = 0, snapshotsLag = 0, shed = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('fluxgate_log_lane_lag_records{') && line.includes('group="process"')) {
+      const v = Number(line.split(' ').at(-1));
+      if (line.includes('lane="events"')) eventsLag = v; else if (line.includes('lane="snapshots"')) snapshotsLag = v;
+    } else if (line.startsWith('fluxgate_snapshots_shed_total{')) shed += Number(line.split(' ').at(-1));
+  }
+  return { eventsLag, snapshotsLag, shed };
+}
+
+function sum(cs: GeneratorCounters[]): GeneratorCounters {
+  const out: GeneratorCounters = { eventsOffered: 0, eventsAcked: 0, eventsRefused: 0, snapshotsOffered: 0, snapshotsAcked: 0, snapshotsShed: 0, snapshotsRefused: 0, heldBack: 0, connected: 0, errors: [] };
+  for (const c of cs) {
+    for (const k of Object.keys(out) as Array<keyof GeneratorCounters>) if (k !== 'errors') (out[k] as number) += c[k] as number;
+    out.errors.push(...c.errors);
+  }
+  return out;
+}
+
+/** Creates devices over REST, `parallel` at a time; returns their tokens. */
+async function createDevices(api: Api, ids: string[], parallel = 32): Promise<string[]> {
+  const tokens: string[] = new Array(ids.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: parallel }, async () => {
+    while (next < ids.length) {
+      const i = next++;
+      const r = await api('POST', '/api/v1/devices', { id: ids[i] });
+      if (r.status !== 201) throw new Error(`create device ${ids[i]}: ${r.status} ${JSON.stringify(r.body)}`);
+      tokens[i] = r.body.token;
+    }
+  }));
+  return tokens;
+}
+
+/** Every stored raw message id, by kind (paging the REST raw archive). */
+async function storedIds(api: Api, from: number, to: number): Promise<{ events: Set<string>; snapshots: number }> {
+  const events = new Set<string>();
+  let snapshots = 0;
+  let after: string | undefined;
+  do {
+    const r = await api('GET', `/api/v1/messages?from=${from}&to=${to}&limit=10000${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+    if (r.status !== 200) throw new Error(`GET /api/v1/messages: ${r.status} ${JSON.stringify(r.body)}`);
+    for (const m of r.body.items as Array<{ kind: string; messageId: string }>) {
+      if (m.kind === 'snapshot') snapshots++; else events.add(m.messageId);
+    }
+    after = r.body.next;
+  } while (after);
+  return { events, snapshots };
+}
+
+const root = await mkdtemp(join(tmpdir(), 'fluxgate-bench-shed-'));
+track(undefined, root);
+const generators: ChildProcess[] = [];
+try {
+  console.log(`Shedding under overload: ${fmt(DEVICES)} devices (${MODE}), ${fmt(CONNECTIONS)} MQTT connections from ${GENERATORS} generator processes; snapshot every ${a['snapshot-every']} s + ${a['events-per-snapshot']} event(s) per device in between; ${SECONDS} s of load; process.batchSize ${a.batch}; shedSnapshotsAtRecords ${a['shed-at']}; maxLagRecords ${a['max-lag']}`);
+  console.log(`machine: ${machine()} — shared with other work while measured`);
+  const configFile = join(root, 'fluxgate.json');
+  await writeFile(configFile, JSON.stringify(MODE === 'gateway' ? { templates: [{ id: 'bench', pattern: 'bench/{device}/{kind}', kinds: { events: 'event', snapshot: 'snapshot' }, autoProvision: true }] } : {}));
+  const node = await startNodeChild(join(root, 'data'), {
+    FLUXGATE_CONFIG: configFile, FLUXGATE_PROCESS_BATCH_SIZE: a.batch, FLUXGATE_LOG_SHED_SNAPSHOTS_AT_RECORDS: a['shed-at'], FLUXGATE_LOG_MAX_LAG_RECORDS: a['max-lag'],
+  }, { cpu: '0-1' });
+  const mqttPort = Number(/MQTT\s+mqtt:\/\/\S+:(\d+)/.exec(node.output())?.[1] ?? NaN);
+  if (!Number.isFinite(mqttPort)) throw new Error(`no MQTT port in the node's banner:\n${node.output()}`);
+
+  // Who connects, carrying which devices.
+  const ids = Array.from({ length: DEVICES }, (_, i) => `fleet-${i}`);
+  let conns: GeneratorConn[];
+  let topic: string;
+  if (MODE === 'native') {
+    const t0 = performance.now();
+    const tokens = await createDevices(node.api, ids);
+    console.log(`created ${fmt(DEVICES)} devices over REST in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    conns = ids.map((id, i) => ({ username: tokens[i]!, clientId: id, devices: [id] }));
+    topic = 'devices/{device}/{kind}';
+  } else {
+    const key = await node.api('POST', '/api/v1/keys', { role: 'write', name: 'bench-gateway' });
+    if (key.status !== 201) throw new Error(`create gateway key: ${key.status} ${JSON.stringify(key.body)}`);
+    conns = Array.from({ length: CONNECTIONS }, (_, c) => ({ username: 'bench-gateway', password: key.body.key as string, clientId: `gw-${c}`, devices: ids.filter((_, i) => i % CONNECTIONS === c) }));
+    topic = 'bench/{device}/{kind}';
+  }
+  const kindWords = MODE === 'native' ? { event: 'events', snapshot: 'snapshot' } : { event: 'events', snapshot: 'snapshot' };
+
+  // Generators: each its own source address and its share of the connections.
+  const progress: GeneratorCounters[] = [];
+  const done: Array<Promise<{ counters: GeneratorCounters; acked: Array<{ devices: string[]; acked: number[]; sent: number[] }>; undrained: number }>> = [];
+  const connected: Array<Promise<void>> = [];
+  for (let g = 0; g < GENERATORS; g++) {
+    const child = fork(GENERATOR, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    track(child);
+    generators.push(child);
+    const cfg: GeneratorConfig = {
+      host: '127.0.0.1', port: mqttPort, localAddress: `127.0.0.${2 + g}`, conns: conns.filter((_, i) => i % GENERATORS === g), topic, kindWords,
+      snapshotEveryS: Number(a['snapshot-every']), eventsPerSnapshot: Number(a['events-per-snapshot']), durationS: SECONDS, window: Number(a.window), outboxMax: 2000,
+    };
+    progress.push(sum([]));
+    connected.push(new Promise((resolve, reject) => {
+      child.on('message', (m: any) => {
+        if (m.type === 'connected') resolve();
+        if (m.type === 'failed') reject(new Error(`generator ${g}: ${m.error}`));
+      });
+    }));
+    done.push(new Promise((resolve, reject) => {
+      child.on('message', (m: any) => {
+        if (m.type === 'progress') progress[g] = m.counters;
+        if (m.type === 'done') { progress[g] = m.counters; resolve(m); }
+        if (m.type === 'failed') reject(new Error(`generator ${g}: ${m.error}`));
+      });
+      child.once('exit', (code) => reject(new Error(`generator ${g} exited (${code})`)));
+    }));
+    child.send(cfg);
+  }
+  const tc = performance.now();
+  await Promise.all(connected);
+  console.log(`${fmt(CONNECTIONS)} connections up in ${((performance.now() - tc) / 1000).toFixed(1)} s; node RSS ${fmt(await rssMiB(node.pid))} MiB before load`);
+
+  // Load, sampled every second.
+  const fromTs = Date.now() - 1000;
+  const samples: Sample[] = [];
+  const t0 = performance.now();
+  for (const g of generators) g.send('start');
+  let finished = false;
+  const all = Promise.all(done).finally(() => { finished = true; });
+  all.catch(() => undefined);
+  console.log('\n| t s | offered msg/s | acknowledged msg/s | processed msg/s | lag events | lag snapshots | shed total | node RSS MiB |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  let prev: Sample = { t: 0, offered: 0, acked: 0, processed: 0, eventsLag: 0, snapshotsLag: 0, shed: 0, rssMiB: 0 };
+  const deadline = t0 + (SECONDS + DRAIN_S) * 1000;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const c = sum(progress);
+    const m = await scrape(node.url).catch(() => ({ eventsLag: NaN, snapshotsLag: NaN, shed: NaN }));
+    const acked = c.eventsAcked + c.snapshotsAcked;
+    const s: Sample = { t: (performance.now() - t0) / 1000, offered: c.eventsOffered + c.snapshotsOffered, acked, processed: acked - m.eventsLag - m.snapshotsLag, eventsLag: m.eventsLag, snapshotsLag: m.snapshotsLag, shed: m.shed, rssMiB: await rssMiB(node.pid) };
+    samples.push(s);
+    const dt = s.t - prev.t;
+    if (samples.length % 5 === 0 || (finished && s.eventsLag + s.snapshotsLag === 0)) {
+      const p5 = samples[Math.max(0, samples.length - 6)]!;
+      const span = s.t - (samples.length > 5 ? p5.t : 0);
+      const base = samples.length > 5 ? p5 : { offered: 0, acked: 0, processed: 0 };
+      console.log(`| ${s.t.toFixed(0)} | ${fmt((s.offered - base.offered) / span)} | ${fmt((s.acked - base.acked) / span)} | ${fmt((s.processed - base.processed) / span)} | ${fmt(s.eventsLag)} | ${fmt(s.snapshotsLag)} | ${fmt(s.shed)} | ${fmt(s.rssMiB)} |`);
+    }
+    void dt;
+    prev = s;
+    if (finished && s.eventsLag === 0 && s.snapshotsLag === 0) break;
+    if (performance.now() > deadline) { console.log(`stopped waiting for the drain after ${SECONDS + DRAIN_S} s`); break; }
+  }
+  const results = await all;
+  const c = sum(results.map((r) => r.counters));
+  const peakRss = await rssMiB(node.pid, 'VmHWM');
+  const loadS = SECONDS;
+  const loadSamples = samples.filter((s) => s.t <= loadS + 0.5);
+  const lastLoad = loadSamples.at(-1) ?? samples.at(-1)!;
+  const firstLoad = loadSamples.find((s) => s.t >= 10) ?? samples[0]!; // after the first snapshot period's provisioning
+  const processedRate = (lastLoad.processed - firstLoad.processed) / (lastLoad.t - firstLoad.t);
+  const offeredRate = (lastLoad.offered - firstLoad.offered) / (lastLoad.t - firstLoad.t);
+
+  // What the store holds.
+  const tq = performance.now();
+  const stored = await storedIds(node.api, fromTs, Date.now() + 1000);
+  let expectedEvents = 0, missing = 0, unacked = 0;
+  for (const r of results) for (const conn of r.acked) conn.devices.forEach((d, i) => {
+    const sent = conn.sent[i]!;
+    expectedEvents += sent;
+    if (conn.acked[i] !== sent) unacked += sent - conn.acked[i]!;
+    for (let s = 0; s < sent; s++) if (!stored.events.has(`${d}:${s}`)) missing++;
+  });
+  const shedMetric = (await scrape(node.url)).shed;
+  console.log(`\nread back ${fmt(stored.events.size + stored.snapshots)} stored messages over REST in ${((performance.now() - tq) / 1000).toFixed(1)} s`);
+  console.log(`offered ${fmt(offeredRate)} msg/s vs processed ${fmt(processedRate)} msg/s over t=${firstLoad.t.toFixed(0)}..${lastLoad.t.toFixed(0)} s: ${(offeredRate / processedRate).toFixed(1)}× past what processing sustained`);
+  console.log(`events: offered ${fmt(c.eventsOffered)}, acknowledged ${fmt(c.eventsAcked)}, refused ${fmt(c.eventsRefused)}, stored ${fmt(stored.events.size)} (expected ${fmt(expectedEvents)}, missing ${fmt(missing)}, never answered ${fmt(unacked)})`);
+  console.log(`snapshots: offered ${fmt(c.snapshotsOffered)}, shed ${fmt(c.snapshotsShed)} (fluxgate_snapshots_shed_total ${fmt(shedMetric)}), acknowledged ${fmt(c.snapshotsAcked)}, refused otherwise ${fmt(c.snapshotsRefused)}, stored ${fmt(stored.snapshots)}`);
+  console.log(`held back in the generators while the node slowed them down: ${fmt(c.heldBack)}; connections at the end: ${fmt(c.connected)}; peak node RSS ${fmt(peakRss)} MiB`);
+  if (c.errors.length) console.log(`generator errors (first ${c.errors.length}): ${c.errors.slice(0, 5).join(' | ')}`);
+  const ok = missing === 0 && unacked === 0 && c.eventsRefused === 0 && stored.events.size === c.eventsAcked && stored.snapshots === c.snapshotsAcked && shedMetric === c.snapshotsShed;
+  console.log(ok ? 'CHECK passed: every event stored, shed snapshots counted, acknowledged snapshots stored' : 'CHECK FAILED (see the figures above)');
+  process.exitCode = ok ? 0 : 1;
+  await stopChild(node.child);
+} finally {
+  for (const g of generators) await stopChild(g, 'SIGKILL', 1000);
+  await rm(root, { recursive: true, force: true });
+  untrackDir(root);
+}
