@@ -14,6 +14,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Log } from '../../log/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { DeviceAuth } from '../../registry/device-auth.js';
+import type { TemplateRegistry } from '../../templates/index.js';
 import { Connection } from './connection.js';
 import { acceptPublish, type PublishWaiter } from './accept.js';
 import { IngestBatcher } from './ingest.js';
@@ -25,6 +26,7 @@ import { SessionStore } from './session-store.js';
 import { SubscriptionTree, type SubOptions } from './subscriptions.js';
 import { classifyPublish, maySubscribe, parseFilter, topicMatches, type ClientIdentity, type ParsedFilter, type PublishRoute } from './topics.js';
 import { scheduleWill } from './will.js';
+import { startMqttCluster, type MqttCluster, type MqttClusterOptions } from './cluster/index.js';
 
 /** Authenticates application clients (API keys); arrives with the tenancy work. Returns undefined for "not an application credential". */
 export interface AppAuthenticator {
@@ -44,6 +46,10 @@ export interface BrokerOptions {
   apps?: AppAuthenticator;
   /** Snapshots are refused first while processing lags (v5 PUBACK 0x97; 3.1.1 acknowledged and dropped), counted. */
   admission?: Admission;
+  /** Topic templates: other topic layouts taken as device data, from devices for themselves and gateways (API keys) for their tenant (accept.ts). */
+  templates?: TemplateRegistry;
+  /** Cluster mode (log.backend nats://…): deliveries, shared subscriptions and sessions across nodes (cluster/index.ts). */
+  cluster?: MqttClusterOptions;
 }
 
 /** An in-process subscriber (command replies, live fan-out): called for every routed message matching its filter. */
@@ -59,6 +65,8 @@ export class Broker {
   readonly ingest: IngestBatcher;
   paused = false;
   stopping = false;
+  /** Set in cluster mode once open() connected it. */
+  cluster?: MqttCluster;
   private readonly trees = new Map<string, SubscriptionTree>();
   private readonly store: SessionStore;
   private readonly local: Array<{ tenant: string; filter: string; handler: LocalHandler }> = [];
@@ -85,7 +93,10 @@ export class Broker {
       throw new FluxgateError('DATA_DIR_UNUSABLE', `cannot create ${join(this.opts.dataDir, 'mqtt')}: ${(err as Error).message}`, { cause: err });
     }
     await this.retained.open();
-    for (const s of await this.store.open()) {
+    const restored = await this.store.open();
+    // In a cluster the session bucket is the record of sessions: a restarted node does not revive its own copies.
+    if (this.opts.cluster) this.cluster = await startMqttCluster(this, this.opts.cluster);
+    else for (const s of restored) {
       this.sessions.set(s.key, s);
       for (const [raw, o] of s.subscriptions) {
         const parsed = parseFilter(raw);
@@ -125,10 +136,42 @@ export class Broker {
     return t;
   }
 
+  /** Sessions are keyed by tenant and identity too: one device can never resume another's session. */
+  sessionKey(identity: ClientIdentity, clientId: string): string {
+    return `${identity.tenant}\u0000${identity.kind}:${identity.id}\u0000${clientId}`;
+  }
+
+  /** Cluster mode, before attach: takes the client id over from the node holding it, bringing a persistent session here. */
+  async claim(identity: ClientIdentity, clientId: string, cleanStart: boolean): Promise<void> {
+    await this.cluster?.claim(this.sessionKey(identity, clientId), identity, clientId, cleanStart);
+  }
+
+  /** Cluster mode: a session handed over by (or rebuilt from) another node joins this broker, offline until attach. */
+  adopt(s: Session): void {
+    const old = this.sessions.get(s.key);
+    if (old) this.endSession(old, false);
+    this.sessions.set(s.key, s);
+    for (const [raw, o] of s.subscriptions) {
+      const parsed = parseFilter(raw);
+      if (parsed) this.addSubscription(s, parsed, o);
+    }
+    this.scheduleExpiry(s);
+  }
+
+  private addSubscription(s: Session, parsed: ParsedFilter, o: SubOptions): boolean {
+    // In a cluster a shared subscription is a NATS queue group, not a local tree entry (cluster/shares.ts).
+    if (parsed.group !== undefined && this.cluster) return this.cluster.shares.add(s, parsed, o);
+    return this.tree(s.tenant).add(s.key, parsed, o);
+  }
+
+  private removeSubscription(s: Session, parsed: ParsedFilter): void {
+    if (parsed.group !== undefined && this.cluster) this.cluster.shares.remove(s, parsed);
+    else this.trees.get(s.tenant)?.remove(s.key, parsed);
+  }
+
   /** Starts or resumes the session of (tenant, identity, client id); an existing connection is taken over [MQTT-3.1.4-3]. */
   attach(conn: Connection, identity: ClientIdentity, clientId: string, cleanStart: boolean, expirySeconds: number): { sessionPresent: boolean } {
-    // Sessions are keyed by tenant and identity too: one device can never resume another's session.
-    const key = `${identity.tenant}\u0000${identity.kind}:${identity.id}\u0000${clientId}`;
+    const key = this.sessionKey(identity, clientId);
     let session = this.sessions.get(key);
     if (session?.conn) (session.conn as Connection).close(0x8e, 'takeover');
     session = this.sessions.get(key);
@@ -149,6 +192,7 @@ export class Broker {
     conn.identity = identity;
     if (session.persistent) this.store.saveSession(session);
     else if (session.stored) this.store.deleteSession(session);
+    if (session.persistent) this.cluster?.changed(session);
     return { sessionPresent };
   }
 
@@ -165,6 +209,7 @@ export class Broker {
       return;
     }
     this.store.saveOffline(session);
+    this.cluster?.changed(session);
     this.scheduleExpiry(session);
   }
 
@@ -184,25 +229,28 @@ export class Broker {
     if (fireWill) pendingWill?.();
     for (const raw of s.subscriptions.keys()) {
       const parsed = parseFilter(raw);
-      if (parsed) this.trees.get(s.tenant)?.remove(s.key, parsed);
+      if (parsed) this.removeSubscription(s, parsed);
     }
     s.subscriptions.clear();
     if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
     this.store.deleteSession(s);
+    this.cluster?.ended(s);
   }
 
   subscribe(s: Session, raw: string, parsed: ParsedFilter, opts: SubOptions): 'new' | 'replaced' | 'forbidden' {
     if (!maySubscribe(s.identity, parsed.filter)) return 'forbidden';
     s.subscriptions.set(raw, opts);
-    const isNew = this.tree(s.tenant).add(s.key, parsed, opts);
+    const isNew = this.addSubscription(s, parsed, opts);
     if (s.persistent) this.store.saveSession(s);
+    if (s.persistent) this.cluster?.changed(s);
     return isNew ? 'new' : 'replaced';
   }
 
   unsubscribe(s: Session, raw: string, parsed: ParsedFilter): boolean {
     if (!s.subscriptions.delete(raw)) return false;
-    this.trees.get(s.tenant)?.remove(s.key, parsed);
+    this.removeSubscription(s, parsed);
     if (s.persistent) this.store.saveSession(s);
+    if (s.persistent) this.cluster?.changed(s);
     return true;
   }
 
@@ -218,8 +266,14 @@ export class Broker {
     acceptPublish(this, who, msg, messageId, waiter, route);
   }
 
-  /** Delivers a message to every matching subscription of its tenant (one copy per session, §4.5). */
+  /** Delivers a message to every matching subscription of its tenant, on every node in a cluster (cluster/index.ts). */
   route(tenant: string, msg: RoutedMessage): void {
+    if (this.cluster) return this.cluster.route(tenant, msg);
+    this.routeLocal(tenant, msg);
+  }
+
+  /** Delivers a message to every matching subscription of its tenant on this node (one copy per session, §4.5). */
+  routeLocal(tenant: string, msg: RoutedMessage): void {
     if (msg.retain) this.retained.set(tenant, msg);
     for (const l of this.local) if (l.tenant === tenant && topicMatches(l.filter, msg.topic)) l.handler(msg, tenant);
     const tree = this.trees.get(tenant);
@@ -317,6 +371,7 @@ export class Broker {
     await this.ingest.drain();
     for (const c of [...this.connections]) c.close(0x8b, 'shutdown');
     for (const s of this.sessions.values()) s.clearTimers();
+    await this.cluster?.close();
     await Promise.all([this.retained.close(), this.store.close()]);
   }
 }

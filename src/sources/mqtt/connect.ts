@@ -91,6 +91,16 @@ export async function handleConnect(conn: Connection, p: IConnectPacket): Promis
     };
   }
 
+  if (broker.cluster) {
+    // Cluster mode: the client id is taken over from whichever node holds it (cluster/index.ts).
+    try {
+      await broker.claim(identity, clientId, p.clean ?? true);
+    } catch (err) {
+      broker.logger.error({ err, client: clientId }, 'mqtt session could not be claimed in the cluster');
+      return refuse(conn, 0x88, V3.serverUnavailable, 'error');
+    }
+    if (conn.closed) return;
+  }
   const { sessionPresent } = broker.attach(conn, identity, clientId, p.clean ?? true, expiry);
   conn.state = 'open';
   broker.metrics.connects.labels('accepted').inc();

@@ -162,7 +162,7 @@ class MqttSourceImpl implements MqttSource {
   status(): { ok: boolean; detail?: string } {
     if (!this.running) return { ok: false, detail: 'mqtt not started' };
     const b = this.broker;
-    const detail = `${b.connections.size} connections, ${b.sessions.size} sessions, ${b.retained.count()} retained${b.paused ? ', paused by log backpressure' : ''}`;
+    const detail = `${b.connections.size} connections, ${b.sessions.size} sessions, ${b.retained.count()} retained${b.paused ? ', paused by log backpressure' : ''}${b.cluster ? `; ${b.cluster.describe()}` : ''}`;
     return { ok: true, detail };
   }
 }
