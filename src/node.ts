@@ -8,6 +8,7 @@ import { mkdir, access, constants } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Config } from './config/schema.js';
 import { FluxgateError } from './core/errors.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -112,7 +113,9 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }),
+      // A nats:// log: MQTT deliveries, shared subscriptions and sessions span the nodes (src/sources/mqtt/cluster/).
+      cluster: /^nats:\/\//.test(config.log.backend) ? { servers: config.log.backend.split(',').map((u) => u.trim()), nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
