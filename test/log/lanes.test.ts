@@ -123,6 +123,9 @@ describe('lanes - pressure and metrics', () => {
     assert.equal(lanes.find((v) => v.labels.group === 'g' && v.labels.lane === 'snapshots')?.value, 15);
     const total = (await metrics.consumerLag.get()).values.find((v) => v.labels.group === 'g')?.value;
     assert.equal(total, 25);
+    // The append queue of each lane is measured too (empty once every append resolved).
+    const pending = (await metrics.registry.getSingleMetric('fluxgate_log_pending_bytes')!.get()).values;
+    assert.deepEqual(pending.map((v) => [v.labels.lane, v.value]).sort(), [['events', 0], ['snapshots', 0]]);
   }));
 });
 

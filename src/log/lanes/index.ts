@@ -23,16 +23,21 @@ export function createLaneLog(opts: LaneLogOptions): Log {
   return new LaneLog(opts);
 }
 
+function measured(log: LaneLog, metrics?: LaneMetrics): LaneLog {
+  metrics?.watchPending(() => log.pendingBytesByLane());
+  return log;
+}
+
 /** The embedded log in lanes; `opts.dir` is the log's root (`<dataDir>/log`). */
 export function createFileLaneLog(opts: FileLogOptions & { idleSliceMs?: number }): Log {
   const metrics = opts.metrics ? new LaneMetrics(opts.metrics) : undefined;
   const eventsDir = join(opts.dir, 'events');
   const lane = (name: 'events' | 'snapshots') => createFileLog({ ...opts, dir: join(opts.dir, name), metrics: metrics?.forLane(name), logger: opts.logger?.child({ lane: name }) });
-  return new LaneLog({
+  return measured(new LaneLog({
     lanes: { events: lane('events'), snapshots: lane('snapshots') },
     maxLagRecords: opts.maxLagRecords, idleSliceMs: opts.idleSliceMs, logger: opts.logger,
     beforeOpen: async () => { await migrateSingleLaneLog(opts.dir, eventsDir, opts.logger); },
-  });
+  }), metrics);
 }
 
 /** The JetStream log in lanes: stream `<stream>` (default FLUXGATE) for events, `<stream>_SNAPSHOTS` for snapshots. */
@@ -40,11 +45,11 @@ export function createJetStreamLaneLog(opts: JetStreamLogOptions & { idleSliceMs
   const metrics = opts.metrics ? new LaneMetrics(opts.metrics) : undefined;
   const stream = opts.stream ?? 'FLUXGATE';
   const prefix = opts.subjectPrefix ?? `${stream.toLowerCase()}.msg`;
-  return new LaneLog({
+  return measured(new LaneLog({
     lanes: {
       events: createJetStreamLog({ ...opts, stream, subjectPrefix: prefix, metrics: metrics?.forLane('events'), logger: opts.logger?.child({ lane: 'events' }) }),
       snapshots: createJetStreamLog({ ...opts, stream: `${stream}_SNAPSHOTS`, subjectPrefix: `${prefix}_snapshots`, metrics: metrics?.forLane('snapshots'), logger: opts.logger?.child({ lane: 'snapshots' }) }),
     },
     maxLagRecords: opts.maxLagRecords, idleSliceMs: opts.idleSliceMs, logger: opts.logger,
-  });
+  }), metrics);
 }

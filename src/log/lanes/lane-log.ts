@@ -117,6 +117,13 @@ export class LaneLog implements Log {
     return { lagRecords, pendingBytes, overLimit: overLimit || lagRecords >= this.opts.maxLagRecords, unavailable, lanes };
   }
 
+  /** Bytes each lane holds queued and not yet durable (fluxgate_log_pending_bytes). */
+  pendingBytesByLane(): Record<string, number> {
+    const out: Record<string, number> = {};
+    LANES.forEach((lane, i) => { out[lane] = this.inner[i]!.pressure().pendingBytes; });
+    return out;
+  }
+
   async close(): Promise<void> {
     await settleAll(this.inner.map((log) => log.close()));
     await this.reads.idle();
