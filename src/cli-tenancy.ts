@@ -1,5 +1,5 @@
 /**
- * @module `fluxgate tenant|key|project …`: tenancy commands over a running node's REST API,
+ * @module `fluxgate tenant|key|project …` and `fluxgate device import`: tenancy commands over a running node's REST API,
  * with the key from --key / FLUXGATE_ADMIN_KEY / <data-dir>/admin.key. `--tenant T` makes the
  * platform admin key act on tenant T (header X-Fluxgate-Tenant); a tenant's own API key needs
  * no --tenant. New secrets (a tenant's first admin key, a created key) are printed once.
@@ -27,6 +27,32 @@ export function restCaller(url: string, key: string, tenant?: string): RestCall 
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** `--max-devices N` → maxDevices: each setting's flag; "default" (or "null") returns it to the node's default. */
+const SETTING_FLAGS: Record<string, string> = {
+  'max-devices': 'maxDevices', 'messages-per-second': 'messagesPerSecond', 'burst-messages': 'burstMessages', 'max-payload-bytes': 'maxPayloadBytes',
+  'raw-retention-days': 'rawRetentionDays', 'rollup-1m-retention-days': 'rollup1mRetentionDays', 'rollup-1h-retention-days': 'rollup1hRetentionDays',
+};
+const SET_USAGE = `usage: fluxgate tenant set <id> [--name NAME] ${Object.keys(SETTING_FLAGS).map((f) => `[--${f} N|default]`).join(' ')}`;
+
+/** The PATCH body of `tenant set`, or an error naming the flag. */
+export function settingsPatch(flags: Record<string, string>): { name?: string; settings: Record<string, number | null> } {
+  const settings: Record<string, number | null> = {};
+  for (const [flag, field] of Object.entries(SETTING_FLAGS)) {
+    const v = flags[flag];
+    if (v === undefined) continue;
+    if (v === 'default' || v === 'null') { settings[field] = null; continue; }
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new Error(`--${flag} must be a number ≥ 0 (0 = unlimited / forever) or "default", got ${JSON.stringify(v)}`);
+    settings[field] = n;
+  }
+  return { ...(flags.name && flags.name !== 'true' ? { name: flags.name } : {}), settings };
+}
+
+function printTenant(t: any): void {
+  console.log(`tenant ${t.id} (${t.name}), created ${iso(t.createdAt)}`);
+  for (const [k, v] of Object.entries(t.effective as Record<string, number>)) console.log(`  ${k.padEnd(22)} ${String(v).padEnd(10)} ${k in t.settings ? '(tenant setting)' : '(node default)'}`);
+}
+
 export async function runTenant(call: RestCall, args: string[], flags: Record<string, string>): Promise<void> {
   const [verb, id] = args;
   switch (verb) {
@@ -39,7 +65,17 @@ export async function runTenant(call: RestCall, args: string[], flags: Record<st
     case 'list':
       for (const t of (await call('GET', '/api/v1/tenants')).items) console.log(`${t.id}\t${t.name}\t${iso(t.createdAt)}`);
       return;
-    default: throw new Error(`unknown tenant command ${JSON.stringify(verb ?? '')}: use tenant create <id> | tenant list`);
+    case 'show':
+      if (!id) throw new Error('usage: fluxgate tenant show <id>');
+      printTenant(await call('GET', `/api/v1/tenants/${encodeURIComponent(id)}`));
+      return;
+    case 'set': {
+      const patch = settingsPatch(flags);
+      if (!id || (Object.keys(patch.settings).length === 0 && !patch.name)) throw new Error(SET_USAGE);
+      printTenant(await call('PATCH', `/api/v1/tenants/${encodeURIComponent(id)}`, patch));
+      return;
+    }
+    default: throw new Error(`unknown tenant command ${JSON.stringify(verb ?? '')}: use tenant create <id> | tenant list | tenant show <id> | tenant set <id> --max-devices N …`);
   }
 }
 

@@ -22,6 +22,10 @@ Usage:
   fluxgate device delete <id>
   fluxgate tenant create <id> [--name N]        platform admin: new tenant, prints its first admin key
   fluxgate tenant list
+  fluxgate tenant show <id>                     its settings: own and effective (node defaults)
+  fluxgate tenant set <id> [--max-devices N] [--messages-per-second N] [--burst-messages N] [--max-payload-bytes N]
+                    [--raw-retention-days N] [--rollup-1m-retention-days N] [--rollup-1h-retention-days N]
+                                                platform admin: quotas and retention (0 = unlimited/forever; "default" unsets)
   fluxgate key create --role admin|write|read [--name N]   prints the new API key once
   fluxgate key list
   fluxgate key revoke <id>

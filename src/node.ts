@@ -8,7 +8,6 @@ import { mkdir, access, constants } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import type { Config } from './config/schema.js';
 import { FluxgateError } from './core/errors.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -113,14 +112,13 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }),
-      // A nats:// log: MQTT deliveries, shared subscriptions and sessions span the nodes (src/sources/mqtt/cluster/).
-      cluster: /^nats:\/\//.test(config.log.backend) ? { servers: config.log.backend.split(',').map((u) => u.trim()), nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
       onIngested: mqtt ? (envelopes) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
+      tenantConfig: config,
       accepting: () => accepting,
       components: () => ({
         log: logStatus(log),
@@ -151,8 +149,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     }
 
     const retention = setInterval(() => {
-      const cutoff = Date.now() - config.store.rawRetentionDays * 86_400_000;
-      const work = config.store.rawRetentionDays > 0 ? store.deleteBefore(cutoff) : Promise.resolve(0);
+      const cutoff = Date.now() - config.tenants.defaultRawRetentionDays * 86_400_000;
+      const work = config.tenants.defaultRawRetentionDays > 0 ? store.deleteBefore(cutoff) : Promise.resolve(0);
       work.then(() => log.enforceRetention()).catch((err) => logger.warn({ err }, 'retention run failed; it runs again next interval'));
     }, config.store.retentionIntervalMs);
     retention.unref();

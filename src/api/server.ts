@@ -7,7 +7,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from '../core/logger.js';
 import type { Log } from '../log/log.js';
-import type { Store } from '../stores/store.js';
+import type { Store, TenantRecord } from '../stores/store.js';
+import type { Config } from '../config/schema.js';
 import type { DeviceAuth } from '../registry/device-auth.js';
 import type { Metrics } from '../observability/metrics.js';
 import { FluxgateError } from '../core/errors.js';
@@ -49,6 +50,10 @@ export interface ApiServerOptions {
   commands?: CommandChannel;
   /** Told what HTTP ingest made durable. */
   onIngested?: (envelopes: Envelope[]) => void;
+  /** The node's tenant defaults (settings a tenant does not set). */
+  tenantConfig: Pick<Config, 'tenants'>;
+  /** Told of a tenant's settings change made through this node. */
+  onTenantChanged?: (tenant: TenantRecord) => void;
 }
 
 /** One route of the server (method and URL pattern), as Fastify's onRoute hook saw it. */
@@ -100,7 +105,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth });
   await app.register(liveRoutes, { hub: opts.hub, store: opts.store, apiAuth });
   await app.register(commandRoutes, { store: opts.store, apiAuth, channel: opts.commands });
-  await app.register(tenantRoutes, { store: opts.store, apiAuth });
+  await app.register(tenantRoutes, { store: opts.store, apiAuth, config: opts.tenantConfig, onTenantChanged: opts.onTenantChanged });
   await app.register(keyRoutes, { store: opts.store, apiAuth });
   await app.register(projectRoutes, { store: opts.store, apiAuth });
   return app;

@@ -56,8 +56,17 @@ export const ConfigSchema = Type.Object({
   store: Type.Object({
     backend: Type.String({ default: 'embedded', description: '"embedded" (SQLite in <dataDir>/store) or postgres://user[:password]@host:5432/db for PostgreSQL.', env: 'FLUXGATE_STORE', flag: 'store' }),
     schema: Type.String({ default: 'fluxgate', minLength: 1, pattern: '^[a-z_][a-z0-9_]*$', description: 'PostgreSQL schema for the store tables (store.backend postgres://…); created if missing.' }),
-    rawRetentionDays: Type.Number({ minimum: 0, default: 3, description: 'Raw history and archived messages older than this are deleted, days (0 keeps them forever).' }),
     retentionIntervalMs: Type.Integer({ minimum: 1000, default: HOUR, description: 'How often retention runs, ms (1 hour).' }),
+  }, { default: {} }),
+  tenants: Type.Object({
+    defaultMaxDevices: Type.Integer({ minimum: 0, default: 0, description: 'Devices a tenant may have, unless its own setting maxDevices says otherwise (0 = unlimited). More are refused with QUOTA_DEVICES.' }),
+    defaultMessagesPerSecond: Type.Number({ minimum: 0, default: 0, description: 'Messages per second a tenant may send over all its devices (token bucket), unless its setting messagesPerSecond says otherwise (0 = unlimited). More get HTTP 429 / MQTT 5 0x97.' }),
+    defaultBurstMessages: Type.Integer({ minimum: 0, default: 0, description: 'Messages a tenant may send at once above its rate (token bucket size), unless its setting burstMessages says otherwise (0 = one second of messagesPerSecond).' }),
+    defaultMaxPayloadBytes: Type.Integer({ minimum: 0, default: 0, description: 'Largest message payload a tenant may send, bytes, unless its setting maxPayloadBytes says otherwise (0 = only the protocol limits http.bodyLimitBytes and mqtt.maxPacketBytes).' }),
+    defaultRawRetentionDays: Type.Number({ minimum: 0, default: 3, description: 'Raw history and archived messages older than this are deleted, days (3; 0 keeps them forever), unless the tenant\'s setting rawRetentionDays says otherwise.' }),
+    defaultRollup1mRetentionDays: Type.Number({ minimum: 0, default: 30, description: '1-minute roll-ups older than this are deleted, days (30; 0 keeps them forever), unless the tenant\'s setting rollup1mRetentionDays says otherwise.' }),
+    defaultRollup1hRetentionDays: Type.Number({ minimum: 0, default: 365, description: '1-hour roll-ups older than this are deleted, days (365; 0 keeps them forever), unless the tenant\'s setting rollup1hRetentionDays says otherwise.' }),
+    settingsCacheMs: Type.Integer({ minimum: 100, default: 5000, description: 'How long a node trusts its copy of tenant settings (quotas) before reading them again, ms (5 s). A change through this node applies at once; through another node, within this time.' }),
   }, { default: {} }),
   process: Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),

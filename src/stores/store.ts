@@ -90,7 +90,26 @@ export interface DeviceRecord {
 }
 export type DevicePatch = Partial<Pick<DeviceRecord, 'project' | 'tokenHash' | 'disabled'>>;
 
-export interface TenantRecord { id: string; name: string; createdAt: number }
+/**
+ * A tenant's own settings; an absent field takes the node's default from configuration
+ * (`tenants.*`, see src/registry/tenant-settings.ts effectiveSettings). Quotas: 0 = unlimited;
+ * retention days: 0 = kept forever.
+ */
+export interface TenantSettings {
+  maxDevices?: number;
+  messagesPerSecond?: number;
+  /** Messages a tenant may send at once above its rate (token bucket size); 0 = messagesPerSecond. */
+  burstMessages?: number;
+  maxPayloadBytes?: number;
+  rawRetentionDays?: number;
+  rollup1mRetentionDays?: number;
+  rollup1hRetentionDays?: number;
+}
+export interface TenantRecord { id: string; name: string; createdAt: number; settings: TenantSettings }
+/** A tenant to create: its settings default to none (the node's defaults). */
+export type NewTenant = Omit<TenantRecord, 'settings'> & { settings?: TenantSettings };
+/** A change to a tenant: `settings` fields are merged; a null field returns to the node's default. */
+export interface TenantPatch { name?: string; settings?: { [K in keyof TenantSettings]?: number | null } }
 export interface ProjectRecord { tenant: string; name: string; createdAt: number }
 export type ApiRole = 'admin' | 'write' | 'read';
 /** An API key of one tenant; only the SHA-256 of the secret is stored (src/core/ids.ts hashToken). */
@@ -141,9 +160,11 @@ export interface RegistryStore {
  */
 export interface TenancyStore {
   /** Rejects with TENANT_EXISTS; creates the tenant's `default` project with it. */
-  createTenant(tenant: TenantRecord): Promise<void>;
+  createTenant(tenant: NewTenant): Promise<void>;
   getTenant(id: string): Promise<TenantRecord | undefined>;
   listTenants(): Promise<TenantRecord[]>;
+  /** Applies the patch in one step (two nodes patching different fields both keep theirs); undefined when there is no such tenant. */
+  updateTenant(id: string, patch: TenantPatch): Promise<TenantRecord | undefined>;
   /** Rejects with TENANT_NOT_FOUND or PROJECT_EXISTS. */
   createProject(project: ProjectRecord): Promise<void>;
   getProject(tenant: string, name: string): Promise<ProjectRecord | undefined>;

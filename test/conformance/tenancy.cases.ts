@@ -23,7 +23,7 @@ export function tenancyCases(withStore: (fn: (store: Store) => Promise<void>) =>
     await store.createTenant({ id: 'acme', name: 'Acme Corp', createdAt: T0 });
     await store.createTenant({ id: 'beta', name: 'Beta', createdAt: T0 + 1 });
     await assert.rejects(store.createTenant({ id: 'acme', name: 'again', createdAt: T0 }), code('TENANT_EXISTS'));
-    assert.deepEqual(await store.getTenant('acme'), { id: 'acme', name: 'Acme Corp', createdAt: T0 });
+    assert.deepEqual(await store.getTenant('acme'), { id: 'acme', name: 'Acme Corp', createdAt: T0, settings: {} });
     assert.equal(await store.getTenant('acm'), undefined);
     assert.deepEqual((await store.listTenants()).map((t) => t.id), ['acme', 'beta', 'default']);
     assert.deepEqual(await store.listProjects('acme'), [{ tenant: 'acme', name: 'default', createdAt: T0 }]);
@@ -79,5 +79,23 @@ export function tenancyCases(withStore: (fn: (store: Store) => Promise<void>) =>
     assert.equal((await store.findApiKeyByHash('hash-a-admin'))?.tenant, 'acme');
     assert.deepEqual((await store.listApiKeys('acme')).map((k) => k.id), ['a-admin']);
     assert.deepEqual((await store.listApiKeys('acm')), []);
+  }));
+
+  it('tenant settings - created empty or given; a patch merges fields, null unsets one, name kept unless given; unknown tenant is undefined', () => withStore(async (store) => {
+    assert.deepEqual((await store.getTenant('default'))?.settings, {});
+    await store.createTenant({ id: 'acme', name: 'Acme', createdAt: T0 });
+    await store.createTenant({ id: 'beta', name: 'Beta', createdAt: T0, settings: { maxDevices: 7 } });
+    assert.deepEqual((await store.getTenant('beta'))?.settings, { maxDevices: 7 });
+    const a1 = await store.updateTenant('acme', { settings: { maxDevices: 10, messagesPerSecond: 2.5, rawRetentionDays: 0 } });
+    assert.deepEqual(a1, { id: 'acme', name: 'Acme', createdAt: T0, settings: { maxDevices: 10, messagesPerSecond: 2.5, rawRetentionDays: 0 } });
+    const a2 = await store.updateTenant('acme', { name: 'Acme Corp', settings: { messagesPerSecond: null, burstMessages: 50 } });
+    assert.deepEqual(a2, { id: 'acme', name: 'Acme Corp', createdAt: T0, settings: { maxDevices: 10, rawRetentionDays: 0, burstMessages: 50 } });
+    assert.deepEqual(await store.getTenant('acme'), a2, 'the patch is what a later read sees');
+    assert.deepEqual((await store.listTenants()).find((t) => t.id === 'acme'), a2);
+    // An empty patch changes nothing; another tenant is untouched.
+    assert.deepEqual(await store.updateTenant('acme', {}), a2);
+    assert.deepEqual((await store.getTenant('beta'))?.settings, { maxDevices: 7 });
+    assert.equal(await store.updateTenant('nobody', { settings: { maxDevices: 1 } }), undefined);
+    assert.equal(await store.getTenant('nobody'), undefined, 'a patch never creates a tenant');
   }));
 }

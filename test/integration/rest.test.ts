@@ -145,7 +145,7 @@ describe('node - lifecycle', () => {
   });
 
   it('removes raw history older than the retention', async () => {
-    const t = await startTestNode({ store: { rawRetentionDays: 3, retentionIntervalMs: 1000 } });
+    const t = await startTestNode({ tenants: { defaultRawRetentionDays: 3 }, store: { retentionIntervalMs: 1000 } });
     try {
       const token = await t.createDevice('old-1');
       const old = Date.now() - 10 * 86_400_000;

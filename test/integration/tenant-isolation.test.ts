@@ -53,6 +53,8 @@ const FILL: Record<string, (c: Ctx) => Fill> = {
   'GET /api/v1/live': () => ({ path: '/api/v1/live', collection: true }),
   'POST /api/v1/tenants': () => ({ path: '/api/v1/tenants', body: { id: 'b-made-tenant' } }),
   'GET /api/v1/tenants': () => ({ path: '/api/v1/tenants' }),
+  'GET /api/v1/tenants/:id': () => ({ path: `/api/v1/tenants/${A}` }),
+  'PATCH /api/v1/tenants/:id': () => ({ path: `/api/v1/tenants/${A}`, body: { settings: { maxDevices: 1 } } }),
   'POST /api/v1/keys': () => ({ path: '/api/v1/keys', body: { role: 'admin', name: 'b-made' }, collection: true }),
   'GET /api/v1/keys': () => ({ path: '/api/v1/keys', collection: true }),
   'DELETE /api/v1/keys/:id': (c) => ({ path: `/api/v1/keys/${c.aKeyId}` }),
@@ -135,6 +137,7 @@ describe('tenant isolation - tenant B\'s credentials never reach tenant A', () =
     // A is untouched by everything B tried.
     const asA = (p: string) => call(t.url, 'GET', p, aKey).then((r) => JSON.parse(r.text));
     assert.equal((await asA(`/api/v1/devices/${A_DEV}`)).disabled, false);
+    assert.deepEqual((await asA(`/api/v1/tenants/${A}`)).settings, {}, 'A\'s settings unchanged');
     assert.equal((await asA(`/api/v1/devices/${A_DEV}/latest`)).latest.v.value, A_VALUE);
     assert.ok((await asA('/api/v1/keys')).items.some((k: any) => k.id === c.aKeyId));
     assert.ok((await asA('/api/v1/dead-letters')).items.some((d: any) => d.id === c.aDlId));

@@ -17,7 +17,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
   AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
-  RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
+  RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, NewTenant, TenantPatch, TenantRecord, WriteBatch,
 } from '../store.js';
 import { fromWireError, type Op, type Response, type WorkerEvent } from './protocol.js';
 import { encodeBatch } from './wire.js';
@@ -131,9 +131,10 @@ export class EmbeddedStore implements Store {
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.call('updateDevice', [tenant, id, patch]); }
   deleteDevice(tenant: string, id: string): Promise<boolean> { return this.call('deleteDevice', [tenant, id]); }
   findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined> { return this.call('findDeviceByTokenHash', [tokenHash]); }
-  createTenant(tenant: TenantRecord): Promise<void> { return this.call('createTenant', [tenant]); }
+  createTenant(tenant: NewTenant): Promise<void> { return this.call('createTenant', [tenant]); }
   getTenant(id: string): Promise<TenantRecord | undefined> { return this.call('getTenant', [id]); }
   listTenants(): Promise<TenantRecord[]> { return this.call('listTenants', []); }
+  updateTenant(id: string, patch: TenantPatch): Promise<TenantRecord | undefined> { return this.call('updateTenant', [id, patch]); }
   createProject(project: ProjectRecord): Promise<void> { return this.call('createProject', [project]); }
   getProject(tenant: string, name: string): Promise<ProjectRecord | undefined> { return this.call('getProject', [tenant, name]); }
   listProjects(tenant: string): Promise<ProjectRecord[]> { return this.call('listProjects', [tenant]); }

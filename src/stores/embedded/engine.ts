@@ -69,6 +69,7 @@ export class Engine {
       case 'deleteDevice': return this.registry.deleteDevice(a[0], a[1]);
       case 'findDeviceByTokenHash': return this.registry.findDeviceByTokenHash(a[0]);
       case 'createTenant': return this.tenants.createTenant(a[0]);
+      case 'updateTenant': return this.tenants.updateTenant(a[0], a[1]);
       case 'getTenant': return this.tenants.getTenant(a[0]);
       case 'listTenants': return this.tenants.listTenants();
       case 'createProject': return this.tenants.createProject(a[0]);

@@ -111,6 +111,8 @@ const MIGRATIONS: string[] = [
     first_ts INTEGER NOT NULL, first_mid TEXT NOT NULL, first_v, last_ts INTEGER NOT NULL, last_mid TEXT NOT NULL, last_v,
     PRIMARY KEY (tenant_id, device_id, key_id, bucket)
   ) WITHOUT ROWID;`).join('\n'),
+  // v5: tenant settings (quotas, retention) as a JSON object; {} = the node's defaults (./tenants.ts).
+  `ALTER TABLE tenants ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';`,
 ];
 
 /**

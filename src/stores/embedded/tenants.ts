@@ -1,18 +1,28 @@
 /**
- * @module Tenants, projects and API keys of the embedded store. A tenant is created with its
- * `default` project in one transaction; projects and keys belong to an existing tenant
+ * @module Tenants (with their settings, a JSON object in `tenants.settings`), projects and API
+ * keys of the embedded store. A tenant is created with its `default` project in one transaction; projects and keys belong to an existing tenant
  * (TENANT_NOT_FOUND otherwise). Keys are stored as hashes with a unique index, so
  * authentication is one lookup; every list and revoke is scoped by tenant.
  */
 import { FluxgateError } from '../../core/errors.js';
-import type { ApiKeyInfo, ApiKeyRecord, ApiRole, ProjectRecord, TenantRecord } from '../store.js';
+import type { ApiKeyInfo, ApiKeyRecord, ApiRole, NewTenant, ProjectRecord, TenantPatch, TenantRecord, TenantSettings } from '../store.js';
 import type { Db } from './schema.js';
 
-interface TenantRow { id: string; name: string; created_at: number }
+interface TenantRow { id: string; name: string; created_at: number; settings: string }
 interface ProjectRow { tenant: string; name: string; created_at: number }
 interface KeyRow { id: string; tenant: string; role: string; name: string; key_hash: string; created_at: number }
 
-const tenant = (r: TenantRow): TenantRecord => ({ id: r.id, name: r.name, createdAt: r.created_at });
+const tenant = (r: TenantRow): TenantRecord => ({ id: r.id, name: r.name, createdAt: r.created_at, settings: JSON.parse(r.settings) as TenantSettings });
+
+/** Settings after a patch: given fields replace, null fields are removed (back to the node's default). */
+export function patchSettings(settings: TenantSettings, patch: TenantPatch['settings']): TenantSettings {
+  const out: Record<string, number> = { ...settings } as Record<string, number>;
+  for (const [k, v] of Object.entries(patch ?? {})) {
+    if (v === null) delete out[k];
+    else if (v !== undefined) out[k] = v;
+  }
+  return out as TenantSettings;
+}
 const project = (r: ProjectRow): ProjectRecord => ({ tenant: r.tenant, name: r.name, createdAt: r.created_at });
 const key = (r: KeyRow): ApiKeyRecord => ({ id: r.id, tenant: r.tenant, role: r.role as ApiRole, name: r.name, keyHash: r.key_hash, createdAt: r.created_at });
 
@@ -21,7 +31,8 @@ export class Tenants {
 
   constructor(private readonly db: Db) {
     this.q = {
-      insertTenant: db.prepare('INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)'),
+      insertTenant: db.prepare('INSERT INTO tenants (id, name, created_at, settings) VALUES (?, ?, ?, ?)'),
+      updateTenant: db.prepare('UPDATE tenants SET name = ?, settings = ? WHERE id = ?'),
       getTenant: db.prepare('SELECT * FROM tenants WHERE id = ?'),
       listTenants: db.prepare('SELECT * FROM tenants ORDER BY id'),
       insertProject: db.prepare('INSERT INTO projects (tenant, name, created_at) VALUES (?, ?, ?)'),
@@ -35,10 +46,10 @@ export class Tenants {
     };
   }
 
-  createTenant(t: TenantRecord): void {
+  createTenant(t: NewTenant): void {
     this.db.transaction(() => {
       if (this.q.getTenant.get(t.id)) throw new FluxgateError('TENANT_EXISTS', `tenant ${t.id} already exists`);
-      this.q.insertTenant.run(t.id, t.name, t.createdAt);
+      this.q.insertTenant.run(t.id, t.name, t.createdAt, JSON.stringify(t.settings ?? {}));
       this.q.insertProject.run(t.id, 'default', t.createdAt);
     })();
   }
@@ -50,6 +61,16 @@ export class Tenants {
 
   listTenants(): TenantRecord[] {
     return (this.q.listTenants.all() as TenantRow[]).map(tenant);
+  }
+
+  updateTenant(id: string, patch: TenantPatch): TenantRecord | undefined {
+    return this.db.transaction(() => {
+      const current = this.getTenant(id);
+      if (!current) return undefined;
+      const next = { ...current, name: patch.name ?? current.name, settings: patchSettings(current.settings, patch.settings) };
+      this.q.updateTenant.run(next.name, JSON.stringify(next.settings), id);
+      return next;
+    })();
   }
 
   createProject(p: ProjectRecord): void {

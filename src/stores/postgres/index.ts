@@ -13,7 +13,7 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
   AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
-  RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, TenantRecord, WriteBatch,
+  RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, NewTenant, TenantPatch, TenantRecord, WriteBatch,
 } from '../store.js';
 import { Archive } from './archive.js';
 import { isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
@@ -164,9 +164,10 @@ export class PostgresStore implements Store {
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.run('updateDevice', () => this.registry.updateDevice(tenant, id, patch)); }
   deleteDevice(tenant: string, id: string): Promise<boolean> { return this.run('deleteDevice', () => this.registry.deleteDevice(tenant, id)); }
   findDeviceByTokenHash(tokenHash: string): Promise<DeviceRecord | undefined> { return this.run('findDeviceByTokenHash', () => this.registry.findDeviceByTokenHash(tokenHash)); }
-  createTenant(t: TenantRecord): Promise<void> { return this.run('createTenant', () => this.tenancy.createTenant(t)); }
+  createTenant(t: NewTenant): Promise<void> { return this.run('createTenant', () => this.tenancy.createTenant(t)); }
   getTenant(id: string): Promise<TenantRecord | undefined> { return this.run('getTenant', () => this.tenancy.getTenant(id)); }
   listTenants(): Promise<TenantRecord[]> { return this.run('listTenants', () => this.tenancy.listTenants()); }
+  updateTenant(id: string, patch: TenantPatch): Promise<TenantRecord | undefined> { return this.run('updateTenant', () => this.tenancy.updateTenant(id, patch)); }
   createProject(p: ProjectRecord): Promise<void> { return this.run('createProject', () => this.tenancy.createProject(p)); }
   getProject(tenant: string, name: string): Promise<ProjectRecord | undefined> { return this.run('getProject', () => this.tenancy.getProject(tenant, name)); }
   listProjects(tenant: string): Promise<ProjectRecord[]> { return this.run('listProjects', () => this.tenancy.listProjects(tenant)); }

@@ -20,7 +20,7 @@ import type pg from 'pg';
 import { ident } from './codec.js';
 import { OBJECTS_MIGRATION } from './objects.js';
 import { ROLLUPS_MIGRATION } from './rollups.js';
-import { TENANCY_MIGRATION } from './tenants.js';
+import { TENANCY_MIGRATION, TENANT_SETTINGS_MIGRATION } from './tenants.js';
 
 /** First key of every advisory lock this store takes: 'FLUX' as an int4. */
 export const LOCK_SPACE = 0x464c5558;
@@ -68,6 +68,7 @@ const MIGRATIONS: Array<(s: string) => string> = [
   TENANCY_MIGRATION,
   OBJECTS_MIGRATION,
   ROLLUPS_MIGRATION,
+  TENANT_SETTINGS_MIGRATION,
 ];
 
 /** Brings `schema` to the current version; returns the versions this call applied. */

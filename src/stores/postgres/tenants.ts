@@ -1,13 +1,15 @@
 /**
- * @module Tenants, projects and API keys of the PostgreSQL store (tables of migration 2 in
- * ./migrations.ts). Foreign keys make "the tenant must exist" hold even when two nodes act at
+ * @module Tenants (with their settings, a jsonb object), projects and API keys of the
+ * PostgreSQL store (tables of migration 2 in ./migrations.ts, settings from migration 4).
+ * A settings patch is one UPDATE (`settings || patch`, nulls stripped), so two nodes patching
+ * different fields at once both keep theirs. Foreign keys make "the tenant must exist" hold even when two nodes act at
  * once: a project or key of a missing tenant is TENANT_NOT_FOUND. A tenant and its `default`
  * project are inserted by one statement. Keys are stored as hashes with a unique constraint;
  * every list and revoke is scoped by tenant.
  */
 import type pg from 'pg';
 import { FluxgateError } from '../../core/errors.js';
-import type { ApiKeyInfo, ApiKeyRecord, ApiRole, ProjectRecord, TenantRecord } from '../store.js';
+import type { ApiKeyInfo, ApiKeyRecord, ApiRole, NewTenant, ProjectRecord, TenantPatch, TenantRecord, TenantSettings } from '../store.js';
 import { ident, sqlState } from './codec.js';
 
 /** Migration 2: appended to ./migrations.ts's list. */
@@ -30,11 +32,15 @@ export const TENANCY_MIGRATION = (s: string) => `
   INSERT INTO ${s}.projects (tenant, name, created_at) SELECT id, 'default', 0 FROM ${s}.tenants;
   INSERT INTO ${s}.projects (tenant, name, created_at) SELECT DISTINCT tenant, project, 0 FROM ${s}.devices ON CONFLICT DO NOTHING;`;
 
-interface TenantRow { id: string; name: string; created_at: number }
+/** Migration 4: appended to ./migrations.ts's list. */
+export const TENANT_SETTINGS_MIGRATION = (s: string) => `ALTER TABLE ${s}.tenants ADD COLUMN settings jsonb NOT NULL DEFAULT '{}'::jsonb;`;
+
+interface TenantRow { id: string; name: string; created_at: number; settings: TenantSettings }
 interface ProjectRow { tenant: string; name: string; created_at: number }
 interface KeyRow { id: string; tenant: string; role: string; name: string; key_hash: string; created_at: number }
 
-const tenant = (r: TenantRow): TenantRecord => ({ id: r.id, name: r.name, createdAt: r.created_at });
+const tenant = (r: TenantRow): TenantRecord => ({ id: r.id, name: r.name, createdAt: r.created_at, settings: r.settings });
+const TENANT_COLS = 'id, name, created_at, settings';
 const project = (r: ProjectRow): ProjectRecord => ({ tenant: r.tenant, name: r.name, createdAt: r.created_at });
 const info = (r: KeyRow): ApiKeyInfo => ({ id: r.id, tenant: r.tenant, role: r.role as ApiRole, name: r.name, createdAt: r.created_at });
 
@@ -47,21 +53,27 @@ export class Tenancy {
     this.s = ident(schema);
   }
 
-  async createTenant(t: TenantRecord): Promise<void> {
+  async createTenant(t: NewTenant): Promise<void> {
     const r = await this.pool.query(`WITH t AS (
-        INSERT INTO ${this.s}.tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id
-      ) INSERT INTO ${this.s}.projects (tenant, name, created_at) SELECT id, 'default', $3 FROM t`, [t.id, t.name, t.createdAt]);
+        INSERT INTO ${this.s}.tenants (id, name, created_at, settings) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING RETURNING id
+      ) INSERT INTO ${this.s}.projects (tenant, name, created_at) SELECT id, 'default', $3 FROM t`, [t.id, t.name, t.createdAt, JSON.stringify(t.settings ?? {})]);
     if (r.rowCount === 0) throw new FluxgateError('TENANT_EXISTS', `tenant ${t.id} already exists`);
   }
 
   async getTenant(id: string): Promise<TenantRecord | undefined> {
-    const { rows } = await this.pool.query<TenantRow>(`SELECT id, name, created_at FROM ${this.s}.tenants WHERE id = $1`, [id]);
+    const { rows } = await this.pool.query<TenantRow>(`SELECT ${TENANT_COLS} FROM ${this.s}.tenants WHERE id = $1`, [id]);
     return rows[0] && tenant(rows[0]);
   }
 
   async listTenants(): Promise<TenantRecord[]> {
-    const { rows } = await this.pool.query<TenantRow>(`SELECT id, name, created_at FROM ${this.s}.tenants ORDER BY id`);
+    const { rows } = await this.pool.query<TenantRow>(`SELECT ${TENANT_COLS} FROM ${this.s}.tenants ORDER BY id`);
     return rows.map(tenant);
+  }
+
+  async updateTenant(id: string, patch: TenantPatch): Promise<TenantRecord | undefined> {
+    const { rows } = await this.pool.query<TenantRow>(`UPDATE ${this.s}.tenants SET name = coalesce($2, name), settings = jsonb_strip_nulls(settings || $3::jsonb)
+      WHERE id = $1 RETURNING ${TENANT_COLS}`, [id, patch.name ?? null, JSON.stringify(patch.settings ?? {})]);
+    return rows[0] && tenant(rows[0]);
   }
 
   async createProject(p: ProjectRecord): Promise<void> {
