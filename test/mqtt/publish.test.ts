@@ -85,13 +85,13 @@ describe('mqtt - device publishes', () => {
       await waitFor(() => log.appendCalls > calls, { what: 'append called' });
       assert.equal(raw.packets.filter((p) => p.cmd === 'puback' || p.cmd === 'pubrec').length, 0);
       const count = log.records.length;
-      log.release();
+      log.releaseHeld();
       await raw.next('puback');
       await raw.next('pubrec');
       assert.ok(log.records.length >= count + 2);
       assert.deepEqual(log.records.slice(-2).map((e) => Buffer.from(e.payload).toString()), ['{"held":1}', '{"held":2}']);
     } finally {
-      log.release();
+      log.releaseHeld();
       raw.close();
     }
   });
@@ -107,7 +107,7 @@ describe('mqtt - device publishes', () => {
       // Both in one write, so the retry surely arrives while the first is being appended.
       raw.write(Buffer.concat([generate(pub), generate({ ...pub, dup: true })]));
       await waitFor(() => log.appendCalls > calls);
-      log.release();
+      log.releaseHeld();
       await raw.next('pubrec');
       // The retry that arrived while the first was being appended got no PUBREC of its own.
       await assert.rejects(raw.next('pubrec', 200));
@@ -121,7 +121,7 @@ describe('mqtt - device publishes', () => {
       await raw.next('pubrec');
       assert.equal(log.records.length - before, 2);
     } finally {
-      log.release();
+      log.releaseHeld();
       raw.close();
     }
   });
@@ -164,13 +164,13 @@ describe('mqtt - device publishes', () => {
       second.send({ ...pub, dup: true });
       // The retry is not appended again while the first copy is held.
       await assert.rejects(waitFor(() => log.appendCalls > calls + 1, { timeoutMs: 200 }));
-      log.release();
+      log.releaseHeld();
       await second.next('pubrec');
       second.send({ cmd: 'pubrel', messageId: 9 });
       await second.next('pubcomp');
       assert.equal(log.records.length - before, 1);
     } finally {
-      log.release();
+      log.releaseHeld();
       first.close();
       second.close();
     }
@@ -186,7 +186,7 @@ describe('mqtt - device publishes', () => {
       assert.equal(((await raw.next('disconnect')) as { reasonCode?: number }).reasonCode, 0x93);
       await raw.waitClosed();
     } finally {
-      log.release();
+      log.releaseHeld();
       raw.close();
     }
   });

@@ -26,7 +26,8 @@ export class MemoryLog implements Log {
     this.held ??= [];
   }
 
-  release(): void {
+  /** Lets the held appends finish (not Log.release, which hands a consumer group back). */
+  releaseHeld(): void {
     const waiting = this.held ?? [];
     this.held = undefined;
     for (const w of waiting) w();
