@@ -28,6 +28,7 @@ import { relayLiveOverNats } from './api/live/nats-relay.js';
 import { Admission } from './sources/admission.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
+import { TemplateRegistry } from './templates/index.js';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -100,6 +101,11 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     cleanups.push(() => store.close());
 
     const deviceAuth = new DeviceAuth(store);
+    // Topic templates: configuration's and the tenants' (store); MQTT and bridges resolve topics through it.
+    const templates = new TemplateRegistry({ store, config: config.templates, metrics, logger: logger.child({ component: 'templates' }) });
+    await templates.open();
+    cleanups.push(async () => templates.close());
+    deviceAuth.onRevoked((tenant, device) => templates.forgetDevice(tenant, device));
     const hub = new LiveHub(metrics);
     const admission = new Admission(log, config.log.shedSnapshotsAtRecords, metrics);
     if (/^nats:\/\//.test(config.log.backend)) {
@@ -112,9 +118,9 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     if (processing) cleanups.push(() => processing.stop());
 
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
-      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt,
+      logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
       onIngested: mqtt ? (envelopes) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,

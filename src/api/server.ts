@@ -23,6 +23,8 @@ import { deadLetterRoutes } from './rest/dead-letters.js';
 import { tenantRoutes } from './rest/tenants.js';
 import { keyRoutes } from './rest/keys.js';
 import { projectRoutes } from './rest/projects.js';
+import { templateRoutes } from './rest/templates.js';
+import type { TemplateRegistry } from '../templates/index.js';
 import { liveRoutes } from './live/routes.js';
 import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
@@ -50,6 +52,8 @@ export interface ApiServerOptions {
   commands?: CommandChannel;
   /** Told what HTTP ingest made durable. */
   onIngested?: (envelopes: Envelope[]) => void;
+  /** Topic templates (/api/v1/templates); absent: the routes are not served. */
+  templates?: TemplateRegistry;
   /** The node's tenant defaults (settings a tenant does not set). */
   tenantConfig: Pick<Config, 'tenants'>;
   /** Told of a tenant's settings change made through this node. */
@@ -108,5 +112,6 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(tenantRoutes, { store: opts.store, apiAuth, config: opts.tenantConfig, onTenantChanged: opts.onTenantChanged });
   await app.register(keyRoutes, { store: opts.store, apiAuth });
   await app.register(projectRoutes, { store: opts.store, apiAuth });
+  if (opts.templates) await app.register(templateRoutes, { templates: opts.templates, apiAuth });
   return app;
 }

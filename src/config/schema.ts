@@ -4,6 +4,7 @@
  * docs/configuration.md is generated from this file (`npm run docs:config`).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TopicTemplateSchema } from '../templates/schema.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -73,6 +74,7 @@ export const ConfigSchema = Type.Object({
     dedupWindowMs: Type.Integer({ minimum: 0, default: 600000, description: 'A message whose id was already stored within this many ms (by receive time) is dropped as a duplicate and counted (10 min; 0 = off). Covers retries without `ts`.' }),
     batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
   }, { default: {} }),
+  templates: Type.Array(TopicTemplateSchema, { default: [], description: 'Platform topic templates (JSON array of {id, pattern, tenant?, project?, kind?, kinds?, autoProvision?}): other topic layouts mapped to tenant, project, device and kind; only these may capture {tenant}. Tenants add their own over REST (/api/v1/templates). README "Topic templates and gateways".' }),
   cluster: Type.Object({
     nodeId: Type.Optional(Type.String({ minLength: 1, description: 'Name of this node in a cluster (log.backend nats://…), shown in other nodes\' /readyz as the processing leader. Unset: the host name and the process id.', env: 'FLUXGATE_NODE_ID', flag: 'node-id' })),
     leaseTtlMs: Type.Integer({ minimum: 500, default: 4000, description: 'Processing lease time-to-live, ms (4 s): with a nats:// log one node at a time processes; when it dies another takes over after about this long. The first node creates the lease bucket with its value; the others use the bucket\'s.' }),

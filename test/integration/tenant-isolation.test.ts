@@ -23,6 +23,7 @@ const A_PROJ = 'a-proj-x9q';
 const A_VALUE = 's3cr3t-a-x9q';
 const A_DL = 'a-deadletter-x9q';
 const A_KEY_NAME = 'a-key-name-x9q';
+const A_TMPL = 'a-tmpl-x9q';
 
 interface Ctx { aKeyId: string; aDlId: string; aToken: string; bKey: string }
 interface Fill {
@@ -60,6 +61,10 @@ const FILL: Record<string, (c: Ctx) => Fill> = {
   'DELETE /api/v1/keys/:id': (c) => ({ path: `/api/v1/keys/${c.aKeyId}` }),
   'POST /api/v1/projects': () => ({ path: '/api/v1/projects', body: { name: 'b-only-proj' }, collection: true }),
   'GET /api/v1/projects': () => ({ path: '/api/v1/projects', collection: true }),
+  'POST /api/v1/templates': () => ({ path: '/api/v1/templates', body: { id: 'b-made-tmpl', pattern: 'b-made/{device}' }, collection: true }),
+  'GET /api/v1/templates': () => ({ path: '/api/v1/templates', collection: true }),
+  'GET /api/v1/templates/:id': () => ({ path: `/api/v1/templates/${A_TMPL}` }),
+  'DELETE /api/v1/templates/:id': () => ({ path: `/api/v1/templates/${A_TMPL}` }),
 };
 
 const REFUSED = [401, 403, 404];
@@ -81,7 +86,7 @@ describe('tenant isolation - tenant B\'s credentials never reach tenant A', () =
   let c: Ctx;
   let aKey: string;
   let bToken: string;
-  const secrets: string[] = [A_DEV, A_PROJ, A_VALUE, A_DL, A_KEY_NAME];
+  const secrets: string[] = [A_DEV, A_PROJ, A_VALUE, A_DL, A_KEY_NAME, A_TMPL];
 
   before(async () => {
     t = await startTestNode();
@@ -94,6 +99,7 @@ describe('tenant isolation - tenant B\'s credentials never reach tenant A', () =
     assert.equal(dev.status, 201);
     const aKeyMade = await asA('POST', '/api/v1/keys', { role: 'read', name: A_KEY_NAME });
     assert.equal(aKeyMade.status, 201);
+    assert.equal((await asA('POST', '/api/v1/templates', { id: A_TMPL, pattern: `${A_TMPL}/{device}` })).status, 201);
     bToken = (await call(t.url, 'POST', '/api/v1/devices', bKey, { body: { id: 'b-dev' } }).then((r) => JSON.parse(r.text))).token;
     const ingest = await fetch(`${t.url}/api/v1/devices/${A_DEV}/telemetry`, { method: 'POST', headers: { authorization: `Bearer ${dev.body.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ v: A_VALUE }) });
     assert.equal(ingest.status, 202);
@@ -142,6 +148,7 @@ describe('tenant isolation - tenant B\'s credentials never reach tenant A', () =
     assert.ok((await asA('/api/v1/keys')).items.some((k: any) => k.id === c.aKeyId));
     assert.ok((await asA('/api/v1/dead-letters')).items.some((d: any) => d.id === c.aDlId));
     assert.deepEqual((await asA('/api/v1/projects')).items.map((p: any) => p.name), [A_PROJ, 'default']);
+    assert.equal((await asA(`/api/v1/templates/${A_TMPL}`)).pattern, `${A_TMPL}/{device}`, 'A\'s template untouched');
     const still = await fetch(`${t.url}/api/v1/devices/${A_DEV}/telemetry`, { method: 'POST', headers: { authorization: `Bearer ${c.aToken}`, 'content-type': 'application/json' }, body: '{"w":1}' });
     assert.equal(still.status, 202, 'A\'s device token still works');
   });

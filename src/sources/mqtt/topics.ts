@@ -1,8 +1,11 @@
 /**
  * @module MQTT topics of Fluxgate: which device topic carries which Envelope kind, what a
  * device may publish and subscribe to (its own topics only), and topic name/filter syntax.
+ * Topics outside the native layout may fit a topic template (src/templates/): accept.ts asks
+ * the registry once per connection and topic and remembers the answer on the cached route.
  */
 import type { MessageKind } from '../../core/envelope.js';
+import type { TemplateTarget } from '../../templates/index.js';
 
 /** Who is on the other end of a connection, as authentication decided. */
 export interface ClientIdentity {
@@ -16,8 +19,23 @@ export interface ClientIdentity {
 const NATIVE_KINDS: Record<string, MessageKind> = { telemetry: 'telemetry', events: 'event', snapshot: 'snapshot', attributes: 'attributes' };
 const THINGSBOARD_KINDS: Record<string, MessageKind> = { 'v1/devices/me/telemetry': 'telemetry', 'v1/devices/me/attributes': 'attributes' };
 
-/** What a PUBLISH on `topic` by `who` is: logged as a device message, only routed, or refused. */
-export type PublishRoute = { action: 'log'; kind: MessageKind } | { action: 'route' } | { action: 'refuse' };
+/**
+ * A topic template's answer for one topic, remembered on a cached route while the registry's
+ * version is unchanged (`target` undefined: no template fits).
+ */
+export interface TemplateMemo { version: number; target: TemplateTarget | undefined }
+
+/**
+ * What a PUBLISH on `topic` by `who` is: logged as a device message, only routed, or refused.
+ * A route or refusal of a non-native topic may be overridden by a topic template (accept.ts),
+ * whose answer is kept in `memo`.
+ */
+export type PublishRoute = { action: 'log'; kind: MessageKind } | { action: 'route'; memo?: TemplateMemo } | { action: 'refuse'; memo?: TemplateMemo };
+
+/** Fluxgate's own layouts (devices/…, v1/devices/me/…): never taken by a topic template. */
+export function isNativeTopic(topic: string): boolean {
+  return topic.startsWith('devices/') || topic.startsWith('v1/devices/me/');
+}
 
 export function classifyPublish(who: ClientIdentity, topic: string): PublishRoute {
   const tb = THINGSBOARD_KINDS[topic];
