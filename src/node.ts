@@ -28,6 +28,7 @@ import { relayLiveOverNats } from './api/live/nats-relay.js';
 import { Admission } from './sources/admission.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
+import { RetentionScheduler } from './retention/index.js';
 import { TemplateRegistry } from './templates/index.js';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -117,6 +118,11 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' }), log) : undefined;
     if (processing) cleanups.push(() => processing.stop());
 
+    const retention = new RetentionScheduler({
+      store, log, metrics, logger: logger.child({ component: 'retention' }), intervalMs: config.store.retentionIntervalMs, exportDir: config.retention.exportDir,
+      config,
+    });
+    cleanups.push(() => retention.stop());
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
@@ -126,9 +132,11 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       tenantConfig: config,
       accepting: () => accepting,
+      retention,
       components: () => ({
         log: logStatus(log),
         store: store.status(),
+        retention: retention.status(),
         admission: admission.status(),
         process: processing ? processing.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },
         ...Object.fromEntries(sources.map((s) => [s.name, s.status()])),
@@ -154,12 +162,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       cleanups.push(() => mqtt.stop());
     }
 
-    const retention = setInterval(() => {
-      const cutoff = Date.now() - config.tenants.defaultRawRetentionDays * 86_400_000;
-      const work = config.tenants.defaultRawRetentionDays > 0 ? store.deleteBefore(cutoff) : Promise.resolve(0);
-      work.then(() => log.enforceRetention()).catch((err) => logger.warn({ err }, 'retention run failed; it runs again next interval'));
-    }, config.store.retentionIntervalMs);
-    retention.unref();
+    retention.start();
     await admin.persist();
     accepting = true;
 
@@ -167,7 +170,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const stop = () => {
       stopping ??= (async () => {
         accepting = false;
-        clearInterval(retention);
+        await retention.stop();
         // Reverse order of start: sources first (nothing new arrives), then processing, then the log and the store.
         for (const cleanup of cleanups.reverse()) {
           try { await cleanup(); } catch (err) { logger.error({ err }, 'error while stopping'); }

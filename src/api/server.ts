@@ -30,6 +30,7 @@ import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
 import type { Admission } from '../sources/admission.js';
 import type { Envelope } from '../core/envelope.js';
+import { retentionRoutes, type RetentionScheduler } from '../retention/index.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const higher = (a: string, b: string) => (LEVELS.indexOf(a) > LEVELS.indexOf(b) ? a : b);
@@ -52,6 +53,8 @@ export interface ApiServerOptions {
   commands?: CommandChannel;
   /** Told what HTTP ingest made durable. */
   onIngested?: (envelopes: Envelope[]) => void;
+  /** Retention passes (GET /api/v1/retention, POST /api/v1/retention/run); absent: the routes are not served. */
+  retention?: RetentionScheduler;
   /** Topic templates (/api/v1/templates); absent: the routes are not served. */
   templates?: TemplateRegistry;
   /** The node's tenant defaults (settings a tenant does not set). */
@@ -112,6 +115,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(tenantRoutes, { store: opts.store, apiAuth, config: opts.tenantConfig, onTenantChanged: opts.onTenantChanged });
   await app.register(keyRoutes, { store: opts.store, apiAuth });
   await app.register(projectRoutes, { store: opts.store, apiAuth });
+  if (opts.retention) await app.register(retentionRoutes, { retention: opts.retention, store: opts.store, apiAuth });
   if (opts.templates) await app.register(templateRoutes, { templates: opts.templates, apiAuth });
   return app;
 }

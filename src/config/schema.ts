@@ -69,6 +69,9 @@ export const ConfigSchema = Type.Object({
     defaultRollup1hRetentionDays: Type.Number({ minimum: 0, default: 365, description: '1-hour roll-ups older than this are deleted, days (365; 0 keeps them forever), unless the tenant\'s setting rollup1hRetentionDays says otherwise.' }),
     settingsCacheMs: Type.Integer({ minimum: 100, default: 5000, description: 'How long a node trusts its copy of tenant settings (quotas) before reading them again, ms (5 s). A change through this node applies at once; through another node, within this time.' }),
   }, { default: {} }),
+  retention: Type.Object({
+    exportDir: Type.Optional(Type.String({ minLength: 1, description: 'Directory for the Parquet cold tier: before raw data expires, each tenant\'s raw messages are written to <exportDir>/<tenant>/<YYYY-MM-DD>.parquet (one file per tenant and UTC day). Unset: no export. Retention runs every store.retentionIntervalMs; windows are tenants.default*RetentionDays or the tenant\'s settings.' })),
+  }, { default: {} }),
   process: Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),
     dedupWindowMs: Type.Integer({ minimum: 0, default: 600000, description: 'A message whose id was already stored within this many ms (by receive time) is dropped as a duplicate and counted (10 min; 0 = off). Covers retries without `ts`.' }),

@@ -77,6 +77,14 @@ export interface Rollup {
 }
 /** Buckets whose start lies in [from, to), ascending; empty buckets are absent. */
 export interface RollupQuery { tenant: string; device: string; key: string; from: number; to: number; resolution: Resolution }
+/**
+ * Raw retention of one tenant: points and raw messages with device time before `before` go.
+ * With `receivedBefore`, a raw message goes only if it was also received before then (the
+ * Parquet export holds exactly those), so a late message waits for the next export.
+ */
+export interface RawCutoff { before: number; receivedBefore?: number }
+/** Per-tenant raw retention: each tenant by id (null: kept for ever); a tenant not listed follows `others` (absent: kept). */
+export interface RawCutoffs { tenants: Record<string, RawCutoff | null>; others?: RawCutoff }
 export interface StoredDeadLetter extends DeadLetter { id: string; failedAt: number }
 export interface MessageQuery { tenant: string; project?: string; device?: string; from: number; to: number; limit: number; after?: string }
 
@@ -190,8 +198,12 @@ export interface Store extends RegistryStore, TenancyStore, ObjectStore {
   messages(q: MessageQuery): Promise<Page<RawMessage>>;
   deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>>;
   deleteDeadLetters(tenant: string, ids: string[]): Promise<number>;
-  /** Deletes points and raw messages with device time before `cutoff` (all tenants when tenant is undefined); returns rows removed. */
-  deleteBefore(cutoff: number, tenant?: string): Promise<number>;
+  /**
+   * Deletes points and raw messages with device time before `cutoff` (all tenants when tenant is
+   * undefined), or before each tenant's own cutoff (RawCutoffs, `tenant` ignored); returns rows
+   * removed. Runs in bounded steps so writes go on meanwhile.
+   */
+  deleteBefore(cutoff: number | RawCutoffs, tenant?: string): Promise<number>;
   /** Roll-ups of one series; they include every committed point, whatever its arrival order. */
   rollups(q: RollupQuery): Promise<Rollup[]>;
   /**

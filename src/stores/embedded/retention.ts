@@ -1,9 +1,13 @@
 /**
  * @module Retention for the embedded store: deletes points and raw messages whose device time
- * is before a cutoff, in transactions of about CHUNK_ROWS rows. It is a generator: the worker
- * runs one chunk, lets queued writes through, and runs the next, so a large purge never holds
- * the write lock for long. Latest state, dead letters and the registry are not touched.
+ * is before a cutoff (one for all tenants, or each tenant's own: RawCutoffs), in transactions
+ * of about CHUNK_ROWS rows. It is a generator: the worker runs one chunk, lets queued writes
+ * through, and runs the next, so a large purge never holds the write lock for long (SQLite has
+ * one writer; a chunk of 5,000 rows commits in milliseconds). Latest state, dead letters and
+ * the registry are not touched. A tenant's `receivedBefore` keeps raw messages received since
+ * its Parquet export, so a late message is exported by the next pass instead of lost.
  */
+import type { RawCutoff, RawCutoffs } from '../store.js';
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
 import type { Writer } from './write.js';
@@ -33,24 +37,35 @@ export class Retention {
       ORDER BY ts LIMIT 1 OFFSET ${CHUNK_ROWS - 1}`).pluck();
     this.deleteSeries = db.prepare('DELETE FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts <= ?');
     this.deleteSeriesBefore = db.prepare('DELETE FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts < ?');
-    this.deleteStagedMessages = db.prepare('DELETE FROM messages_recent WHERE tenant_id = ? AND ts < ?');
+    this.deleteStagedMessages = db.prepare('DELETE FROM messages_recent WHERE tenant_id = ? AND ts < ? AND receive_time < ?');
     this.deleteMessages = db.prepare(`DELETE FROM messages WHERE (tenant_id, device_id, message_id) IN (
-      SELECT tenant_id, device_id, message_id FROM messages WHERE tenant_id = ? AND ts < ? LIMIT ${CHUNK_ROWS})`);
+      SELECT tenant_id, device_id, message_id FROM messages WHERE tenant_id = ? AND ts < ? AND receive_time < ? LIMIT ${CHUNK_ROWS})`);
+  }
+
+  /** The tenants to purge with their cutoffs; tenants kept for ever are left out. */
+  private plan(cutoff: number | RawCutoffs, tenant?: string): Array<{ t: number; cut: RawCutoff }> {
+    if (typeof cutoff === 'number') {
+      if (tenant === undefined) return (this.tenants.all(NameKind.tenant) as number[]).map((t) => ({ t, cut: { before: cutoff } }));
+      const id = this.names.tenant(tenant);
+      return id === undefined ? [] : [{ t: id, cut: { before: cutoff } }];
+    }
+    const out: Array<{ t: number; cut: RawCutoff }> = [];
+    for (const t of this.tenants.all(NameKind.tenant) as number[]) {
+      const name = this.names.name(t);
+      const cut = Object.hasOwn(cutoff.tenants, name) ? cutoff.tenants[name] : cutoff.others;
+      if (cut) out.push({ t, cut });
+    }
+    return out;
   }
 
   /** Yields after each committed chunk; returns the rows removed. */
-  *deleteBefore(cutoff: number, tenant?: string): Generator<void, number> {
-    let tenantIds: number[];
-    if (tenant === undefined) tenantIds = this.tenants.all(NameKind.tenant) as number[];
-    else {
-      const id = this.names.tenant(tenant);
-      tenantIds = id === undefined ? [] : [id];
-    }
+  *deleteBefore(cutoffs: number | RawCutoffs, tenant?: string): Generator<void, number> {
+    const plan = this.plan(cutoffs, tenant);
     // Series are listed from `latest`; folding pending latest state in first makes it complete.
     this.writer.compact();
     yield;
     let removed = 0;
-    for (const t of tenantIds) {
+    for (const { t, cut: { before: cutoff, receivedBefore = Number.MAX_SAFE_INTEGER } } of plan) {
       for (;;) {
         const n = this.db.transaction(() => {
           const bound = this.stagedBound.get(t, cutoff) as number | undefined;
@@ -82,11 +97,11 @@ export class Retention {
         yield;
       }
       // Messages staged while this purge runs are new, and few: one statement.
-      const staged = this.deleteStagedMessages.run(t, cutoff).changes;
+      const staged = this.deleteStagedMessages.run(t, cutoff, receivedBefore).changes;
       this.writer.stagedRows = Math.max(0, this.writer.stagedRows - staged);
       removed += staged;
       for (;;) {
-        const n = this.deleteMessages.run(t, cutoff).changes;
+        const n = this.deleteMessages.run(t, cutoff, receivedBefore).changes;
         removed += n;
         if (n < CHUNK_ROWS) break;
         yield;
