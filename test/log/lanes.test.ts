@@ -11,6 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Envelope } from '../../src/core/envelope.js';
 import type { LogRecord } from '../../src/log/log.js';
 import { createFileLog } from '../../src/log/wal/index.js';
+import { createLaneLog } from '../../src/log/lanes/index.js';
+import type { Log } from '../../src/log/log.js';
 import { runLogSuite, readRecords, testEnvelope, assertSameEnvelope } from '../conformance/log.suite.js';
 import { NATS_SERVER_BIN, startNatsServer, type NatsHandle } from '../helpers/nats-server.js';
 import { tempDir, waitFor } from '../helpers/wait.js';
@@ -176,6 +178,37 @@ describe('lanes - upgrade from a single-lane log', () => {
       assert.deepEqual(ids(await readRecords(h.log, 'process', 90, 1000)), names(10, 100));
     } finally {
       await h.cleanup();
+    }
+  });
+});
+
+describe('lanes - failures', () => {
+  it('lanes - when the snapshot lane cannot be read, the events already taken are still handed out (none skipped)', async () => {
+    const tmp = await tempDir('fluxgate-lanes-fail-');
+    const wal = (name: string) => createFileLog({ dir: join(tmp.dir, name), segmentBytes: 1 << 20, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e9 });
+    const snapshots = wal('snapshots');
+    let failing = false;
+    // The real WAL, with reads that fail on command (a disk error on that lane).
+    const flaky: Log = {
+      open: () => snapshots.open(), append: (b) => snapshots.append(b), commit: (g, b) => snapshots.commit(g, b),
+      enforceRetention: (now) => snapshots.enforceRetention(now), pressure: () => snapshots.pressure(), close: () => snapshots.close(),
+      read: (g, max, waitMs) => (failing ? Promise.reject(new Error('EIO: snapshot lane unreadable')) : snapshots.read(g, max, waitMs)),
+    };
+    const log = createLaneLog({ lanes: { events: wal('events'), snapshots: flaky }, maxLagRecords: 1e9 });
+    await log.open();
+    try {
+      await log.append(range(0, 10).map((n) => env(n, n % 2 ? 'snapshot' : 'event')));
+      failing = true;
+      const first = await log.read('g', 20, 0);
+      assert.deepEqual(ids(first.records), ['m-0', 'm-2', 'm-4', 'm-6', 'm-8']);
+      await log.commit('g', first);
+      await log.append([env(10, 'event')]);
+      assert.deepEqual(ids((await log.read('g', 20, 0)).records), ['m-10']);
+      failing = false;
+      assert.deepEqual(ids(await readRecords(log, 'g', 5)), ['m-1', 'm-3', 'm-5', 'm-7', 'm-9']);
+    } finally {
+      await log.close();
+      await tmp.cleanup();
     }
   });
 });

@@ -142,11 +142,22 @@ export class LaneLog implements Log {
     }
   }
 
-  /** Whatever is ready now, lanes in priority order, up to `max` records. */
+  /**
+   * Whatever is ready now, lanes in priority order, up to `max` records. Records a lane already
+   * handed out are never dropped: when a later lane's read fails they are returned alone (the
+   * failure shows again at the next read), since that lane's cursor has moved past them.
+   */
   private async takeInOrder(group: string, max: number): Promise<LogRecord[]> {
     let out: LogRecord[] = [];
     for (let i = 0; i < this.inner.length && out.length < max; i++) {
-      const got = (await this.inner[i]!.read(group, max - out.length, 0)).records;
+      let got: LogRecord[];
+      try {
+        got = (await this.inner[i]!.read(group, max - out.length, 0)).records;
+      } catch (err) {
+        if (out.length === 0) throw err;
+        this.opts.logger?.warn({ err, group, lane: LANES[i] }, 'log lane read failed; handing out the other lanes\' records first');
+        return out;
+      }
       if (got.length) out = out.length ? out.concat(this.tag(i, got)) : this.tag(i, got);
     }
     return out;
