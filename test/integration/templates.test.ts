@@ -6,12 +6,21 @@
  * state and the raw archive); auto-provisioning on (the device appears) and off (refused,
  * counted, nothing stored); another tenant's gateway and another device refused with nothing
  * stored; REST templates: create, list, get, delete, every problem of a bad one at once, 401.
+ * A bad configuration template stops the node from starting, naming it; two nodes sharing a
+ * PostgreSQL store: a REST template made on one is taken by the other within the refresh time.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
+import pg from 'pg';
+import { isFluxgateError } from '../../src/core/errors.js';
+import { DEFAULT_REFRESH_MS } from '../../src/templates/index.js';
 import { ADMIN_KEY, apiClient, startTestNode, type TestNode } from '../helpers/node.js';
-import { waitFor } from '../helpers/wait.js';
+import { tempDir, waitFor } from '../helpers/wait.js';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/core/logger.js';
+import { startNode } from '../../src/node.js';
 
 const MTIC = 'mtic/msg/client/realtime';
 
@@ -202,4 +211,61 @@ describe('topic templates and gateway credentials', () => {
     const known = await archive(acmeAdmin, 'device=known-1');
     assert.deepEqual(known.filter((m) => m.topic.startsWith('site/')).map((m) => m.payload), ['{"rt":1}']);
   });
+});
+
+it('a bad template in the configuration stops the node from starting, naming templates[i].field', async () => {
+  const tmp = await tempDir('fluxgate-templates-');
+  try {
+    const config = loadConfig({ env: {}, overrides: {
+      dataDir: tmp.dir, adminKey: ADMIN_KEY, logLevel: 'silent', http: { host: '127.0.0.1', port: 0 }, mqtt: { host: '127.0.0.1', port: 0 },
+      templates: [{ id: 'ok', pattern: 'a/{device}' }, { id: 'ok', pattern: 'devices/{nope}' }],
+    } });
+    await assert.rejects(startNode(config, { logger: createLogger('silent') }), (err: unknown) => {
+      const m = (err as Error).message;
+      return isFluxgateError(err, 'CONFIG_INVALID') && m.includes('templates[1].id') && m.includes('templates[1].pattern') && m.includes('{nope}') && m.includes('native layout');
+    });
+  } finally {
+    await tmp.cleanup();
+  }
+});
+
+const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+it('two nodes sharing a PostgreSQL store: a REST template made on one is taken by the other\'s gateways within the refresh time', async (ctx) => {
+  const probe = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  try { await probe.connect(); } catch (err) {
+    if (process.env.CI) throw err;
+    return ctx.skip(`PostgreSQL at ${PG_URL} does not answer: ${(err as Error).message}`);
+  }
+  const schema = `fluxgate_tmpl_${randomBytes(4).toString('hex')}`;
+  const nodes: TestNode[] = [];
+  let client: MqttClient | undefined;
+  try {
+    const store = { backend: PG_URL, schema };
+    nodes.push(await startTestNode({ store }));
+    nodes.push(await startTestNode({ store }));
+    const [one, two] = nodes;
+    const acmeAdmin = (await one.api('POST', '/api/v1/tenants', { id: 'acme' })).body.key.key as string;
+    const gateway = (await apiClient(one.url, acmeAdmin)('POST', '/api/v1/keys', { role: 'write' })).body.key as string;
+    const port = two.node.addresses.find((a) => a.name === 'mqtt')!.port;
+    client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { username: 'gw', password: gateway, protocolVersion: 5, reconnectPeriod: 0 });
+    // Not a template's topic on node two yet: only routed, nothing stored.
+    assert.equal(await publish(client, 'plant/default/m-1', '{"v":0}', 1), 0);
+    const made = await apiClient(one.url, acmeAdmin)('POST', '/api/v1/templates', { id: 'plant', pattern: 'plant/{project}/{device}', autoProvision: true });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const start = Date.now();
+    await waitFor(async () => (await publish(client!, 'plant/default/m-1', `{"v":${Date.now()}}`, 1)) === 0
+      && (await apiClient(two.url, acmeAdmin)('GET', '/api/v1/devices/m-1')).status === 200, { timeoutMs: DEFAULT_REFRESH_MS * 3, intervalMs: 200, what: 'node two takes the template' });
+    assert.ok(Date.now() - start <= DEFAULT_REFRESH_MS * 2 + 1000, `took ${Date.now() - start} ms`);
+    const msgs = await waitFor(async () => {
+      const items = (await apiClient(one.url, acmeAdmin)('GET', `/api/v1/messages?device=m-1&from=${start - 60_000}`)).body.items as Array<{ payload: string }>;
+      return items.length > 0 ? items : undefined;
+    }, { what: 'm-1 archived' });
+    assert.ok(msgs.every((m) => m.payload !== '{"v":0}'), 'the message sent before the template existed was not stored');
+  } finally {
+    await client?.endAsync(true).catch(() => undefined);
+    for (const n of nodes) await n.stop().catch(() => undefined);
+    await probe.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await probe.end();
+  }
 });
