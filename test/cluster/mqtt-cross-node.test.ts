@@ -276,3 +276,28 @@ test('a retained message published through C reaches a v3.1.1 subscriber on A on
     await c.closeAll();
   }
 });
+
+// Last: it restarts the NATS server under every node.
+test('after the NATS server restarts, deliveries across nodes resume by themselves, once each', { skip }, async () => {
+  const c = new Clients();
+  try {
+    const sub = await c.connect(mqttUrl(nodes.b), app());
+    await sub.subscribeAsync('restart/#', { qos: 1 });
+    const pub = await c.connect(mqttUrl(nodes.a), app());
+    await nats!.server.kill();
+    await nats!.server.start();
+    // MQTT clients never noticed; the nodes reconnect to NATS. Publish until one arrives.
+    let n = 0;
+    await waitFor(async () => {
+      await pub.publishAsync('restart/probe', `probe-${n++}`, { qos: 1 });
+      return collect(sub).length > 0;
+    }, { timeoutMs: 30_000, intervalMs: 250, what: 'a delivery from A to B after the restart' });
+    const before = collect(sub).length;
+    for (let i = 0; i < 20; i++) await pub.publishAsync('restart/x', `after-${i}`, { qos: 1 });
+    await pub.publishAsync('restart/marker', 'end', { qos: 1 });
+    const got = (await untilMarker(collect(sub), 'restart/marker')).slice(before);
+    assert.deepEqual(got.filter((p) => p.startsWith('after-')), Array.from({ length: 20 }, (_, i) => `after-${i}`));
+  } finally {
+    await c.closeAll();
+  }
+});

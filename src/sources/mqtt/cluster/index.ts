@@ -156,15 +156,31 @@ export class MqttCluster {
     const state = (await this.jsm.streams.info(STREAM)).state;
     this.lastSeq = state.last_seq;
     // One ordered reader from the next message on: what was routed before this node started is not delivered to it.
-    const consumer = await this.js.consumers.get(STREAM, { filter_subjects: `${PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: state.last_seq + 1 });
-    this.reader = await consumer.consume({ max_messages: 1000 });
-    void this.read(this.reader);
+    await this.startReader();
+    void this.keepReading();
     this.takeoverSub = this.nc.subscribe(`fluxgate.mqtt.node.${this.instance}.takeover`, { callback: (err, m) => { if (!err) this.onTakeover(m); } });
     await this.nc.flush();
     await this.writeWatermark(true);
     this.timer = setInterval(() => void this.writeWatermark(false).catch(() => undefined), WATERMARK_EVERY_MS);
     this.timer.unref();
     this.broker.logger.info({ node: this.opts.nodeId, instance: this.instance, stream: STREAM, from: state.last_seq + 1 }, 'mqtt cluster delivery started');
+  }
+
+  private async startReader(): Promise<void> {
+    const consumer = await this.js.consumers.get(STREAM, { filter_subjects: `${PREFIX}.>`, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeq + 1 });
+    this.reader = await consumer.consume({ max_messages: 1000 });
+  }
+
+  /** The ordered reader survives reconnects by itself; should it end anyway, a new one goes on after the last message read. */
+  private async keepReading(): Promise<void> {
+    while (!this.closed) {
+      if (this.reader) await this.read(this.reader);
+      this.reader = undefined;
+      if (this.closed) return;
+      await new Promise((r) => setTimeout(r, 500));
+      if (this.closed) return;
+      await this.startReader().catch((err: unknown) => this.broker.logger.warn({ err }, 'mqtt cluster reader cannot restart yet; retrying'));
+    }
   }
 
   private async read(reader: ConsumerMessages): Promise<void> {
@@ -184,7 +200,7 @@ export class MqttCluster {
         this.broker.routeLocal(d.tenant, d.msg);
       }
     } catch (err) {
-      if (!this.closed) this.broker.logger.error({ err }, 'mqtt cluster reader stopped');
+      if (!this.closed) this.broker.logger.warn({ err }, 'mqtt cluster reader stopped; starting a new one');
     }
   }
 
