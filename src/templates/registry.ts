@@ -49,6 +49,7 @@ export const DEFAULT_REFRESH_MS = 5_000;
 export const DEVICE_TTL_MS = 30_000;
 export const MISSING_TTL_MS = 2_000;
 const MAX_CACHED_DEVICES = 200_000;
+const MAX_CACHED_TOPICS = 200_000;
 
 /** Why a templated publish was refused (the `reason` label of the refusal counter). */
 export type RefusalReason =
@@ -92,7 +93,7 @@ export interface TemplateRegistryOptions {
   refreshMs?: number;
 }
 
-type DeviceEntry = { until: number; project?: string; disabled?: boolean; missing?: boolean; provisioned?: boolean };
+type DeviceEntry = { until: number; project?: string; disabled?: boolean; missing?: boolean; provisioned?: boolean; known?: DeviceAdmission };
 
 function counter<T extends string>(registry: Registry | undefined, name: string, help: string, labelNames: readonly T[]): Counter<T> | undefined {
   if (!registry) return undefined;
@@ -127,7 +128,12 @@ export class TemplateRegistry {
   private platform: CompiledTemplate[];
   private byTenant = new Map<string, CompiledTemplate[]>();
   private restRaw = new Map<string, StoredObject[]>();
-  private readonly devices = new Map<string, DeviceEntry>();
+  /** Device checks by tenant, then device id. */
+  private readonly devices = new Map<string, Map<string, DeviceEntry>>();
+  private cachedDevices = 0;
+  /** resolve() answers by caller and topic (null: no template fits); emptied whenever the templates change. Shared: never mutate. */
+  private readonly resolved = new Map<string, Map<string, TemplateTarget | null>>();
+  private resolvedCount = 0;
   private readonly lookups = new Map<string, Promise<DeviceEntry>>();
   private readonly provisions = new Map<string, Promise<DeviceEntry | 'unknown_tenant'>>();
   private readonly refused: Counter<'tenant' | 'reason'> | undefined;
@@ -203,14 +209,35 @@ export class TemplateRegistry {
       this.restRaw.delete(tenant);
       this.byTenant.delete(tenant);
     }
+    this.resolved.clear();
+    this.resolvedCount = 0;
     this.version++;
   }
 
   /**
    * What `topic` stands for under the templates `caller` may use; undefined when none fits.
-   * A fitting topic the caller may not publish comes back with `refused` set.
+   * A fitting topic the caller may not publish comes back with `refused` set. Answers are
+   * cached and shared: do not change the object.
    */
   resolve(topic: string, caller?: TemplateCaller): TemplateTarget | undefined {
+    // A gateway publishing for thousands of devices outgrows the broker's per-connection route
+    // cache; this one, per caller and topic, keeps a repeated topic at one Map lookup.
+    const who = caller ? (caller.device === undefined ? caller.tenant : `${caller.tenant}\u0000${caller.device}\u0000${caller.project ?? ''}`) : '';
+    let byTopic = this.resolved.get(who);
+    const hit = byTopic?.get(topic);
+    if (hit !== undefined) return hit ?? undefined;
+    const target = this.resolveNow(topic, caller);
+    if (++this.resolvedCount > MAX_CACHED_TOPICS) {
+      this.resolved.clear();
+      this.resolvedCount = 1;
+      byTopic = undefined;
+    }
+    if (!byTopic) this.resolved.set(who, (byTopic = new Map()));
+    byTopic.set(topic, target ?? null);
+    return target;
+  }
+
+  private resolveNow(topic: string, caller?: TemplateCaller): TemplateTarget | undefined {
     const own = caller ? this.byTenant.get(caller.tenant) : undefined;
     const m = (own && matchFirst(own, topic)) ?? matchFirst(this.platform, topic);
     if (!m) return undefined;
@@ -233,7 +260,7 @@ export class TemplateRegistry {
    * then call `admitDevice`. Refusals are counted here.
    */
   admitCached(target: TemplateTarget): DeviceAdmission | undefined {
-    const e = this.devices.get(key(target.tenant, target.device));
+    const e = this.devices.get(target.tenant)?.get(target.device);
     if (!e || e.until < Date.now()) return undefined;
     if (e.missing) return target.template.autoProvision ? undefined : this.refusal(target.tenant, 'unknown_device');
     return this.decide(target, e);
@@ -251,8 +278,7 @@ export class TemplateRegistry {
     }
     const cached = this.admitCached(target);
     if (cached) return cached;
-    const k = key(target.tenant, target.device);
-    let e = this.devices.get(k);
+    let e = this.devices.get(target.tenant)?.get(target.device);
     if (!e || e.until < Date.now()) e = await this.lookup(target.tenant, target.device);
     if (!e.missing) return this.decide(target, e);
     if (!target.template.autoProvision) return this.refusal(target.tenant, 'unknown_device');
@@ -266,13 +292,14 @@ export class TemplateRegistry {
 
   /** A device was disabled, deleted or moved on this node: its cached state goes at once. */
   forgetDevice(tenant: string, device: string): void {
-    this.devices.delete(key(tenant, device));
+    this.devices.get(tenant)?.delete(device);
   }
 
   private decide(target: TemplateTarget, e: DeviceEntry): DeviceAdmission {
     if (e.disabled) return this.refusal(target.tenant, 'device_disabled');
     if (target.project !== undefined && target.project !== e.project) return this.refusal(target.tenant, 'project_mismatch');
-    return { outcome: 'known', project: e.project! };
+    // One answer object per cache entry: the hot path allocates nothing.
+    return (e.known ??= { outcome: 'known', project: e.project! });
   }
 
   private refusal(tenant: string, reason: RefusalReason): DeviceAdmission {
@@ -288,7 +315,7 @@ export class TemplateRegistry {
       p = this.opts.store.getDevice(tenant, device).then((d) => {
         const now = Date.now();
         const e: DeviceEntry = d ? { until: now + DEVICE_TTL_MS, project: d.project, disabled: d.disabled } : { until: now + MISSING_TTL_MS, missing: true };
-        this.remember(k, e);
+        this.remember(tenant, device, e);
         return e;
       }).finally(() => this.lookups.delete(k));
       this.lookups.set(k, p);
@@ -296,9 +323,14 @@ export class TemplateRegistry {
     return p;
   }
 
-  private remember(k: string, e: DeviceEntry): void {
-    if (this.devices.size >= MAX_CACHED_DEVICES) this.devices.clear();
-    this.devices.set(k, e);
+  private remember(tenant: string, device: string, e: DeviceEntry): void {
+    if (++this.cachedDevices > MAX_CACHED_DEVICES) {
+      this.devices.clear();
+      this.cachedDevices = 1;
+    }
+    let byDevice = this.devices.get(tenant);
+    if (!byDevice) this.devices.set(tenant, (byDevice = new Map()));
+    byDevice.set(device, e);
   }
 
   /** Registers an unknown device (and its project when missing); a device created meanwhile elsewhere is taken as known. */
@@ -331,7 +363,7 @@ export class TemplateRegistry {
       this.provisioned?.labels(tenant).inc();
       this.opts.logger?.info({ tenant, project, device, template: target.template.id }, 'device registered by topic template (autoProvision)');
       const e: DeviceEntry = { until: now + DEVICE_TTL_MS, project, disabled: false };
-      this.remember(key(tenant, device), e);
+      this.remember(tenant, device, e);
       return { ...e, provisioned: true };
     } catch (err) {
       if (isFluxgateError(err, 'TENANT_NOT_FOUND')) return 'unknown_tenant';
