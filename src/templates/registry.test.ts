@@ -64,6 +64,8 @@ test('resolve: the caller\'s tenant must be the topic\'s; a device only for itse
   assert.equal(r.resolve(topic, { tenant: 'acme', device: 'pump-1', project: 'yard' })?.refused, 'project_mismatch');
   assert.equal(r.resolve(topic, { tenant: 'acme', device: 'pump-1', project: 'plant' })?.refused, undefined);
   assert.equal(r.resolve(topic)?.tenant, 'acme');
+  assert.equal(r.platformTemplate('mtic')?.template.pattern, MTIC.pattern);
+  assert.equal(r.platformTemplate('nope'), undefined);
   r.close();
 });
 

@@ -413,6 +413,11 @@ export class TemplateRegistry {
     return gone;
   }
 
+  /** The compiled platform (configuration) template `id`, for sources that name one (bridges). */
+  platformTemplate(id: string): CompiledTemplate | undefined {
+    return this.platform.find((c) => c.template.id === id);
+  }
+
   /** True when `id` is a platform template of the configuration that `tenant` sees. */
   isConfigTemplate(tenant: string, id: string): boolean {
     return this.platform.some((c) => c.template.id === id && visibleTo(c.template, tenant));
