@@ -12,7 +12,9 @@
  * `ensureDevice(tenant, project, device, template)` is the short form answering
  * 'known' | 'provisioned' | 'refused'. Without a caller, `resolve` uses the platform
  * (configuration) templates only. Cache `resolve` per topic if you like, keyed with
- * `registry.version` (it changes whenever the templates in force do).
+ * `registry.version` (it changes whenever the templates in force do); `resolve` caches its
+ * answers itself (shared objects: do not change them). `platformTemplate(id)` gives the
+ * compiled configuration template of an id (bridges naming a template).
  */
 export { compileTemplate, matchFirst, matchTemplate, templateProblems } from './template.js';
 export type { CompiledTemplate, Placeholder, TopicMatch, TopicTemplate } from './template.js';
