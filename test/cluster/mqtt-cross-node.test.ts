@@ -24,6 +24,9 @@ import { NATS_SERVER_BIN, startNatsServer, type NatsHandle } from '../helpers/na
 import { startTestNode, spawnNode, type TestNode } from '../helpers/node.js';
 import { tempDir, waitFor } from '../helpers/wait.js';
 import { Clients, collect, connackOf } from '../mqtt/helpers/broker.js';
+import { connect as natsConnect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { retainedKey } from '../../src/sources/mqtt/cluster/retained.js';
 
 const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -41,6 +44,7 @@ const schema = `fluxgate_mqttx_${randomBytes(4).toString('hex')}`;
 let nats: NatsHandle | undefined;
 const nodes: Record<'a' | 'b' | 'c', TestNode> = {} as never;
 let appKey = '';
+let appTenant = '';
 
 function mqttUrl(n: TestNode): string {
   return n.node.addresses.find((a) => a.name === 'mqtt')!.url;
@@ -55,6 +59,7 @@ before(async () => {
   const key = await nodes.a.api('POST', '/api/v1/keys', { role: 'write', name: 'mqtt-apps' });
   assert.equal(key.status, 201, JSON.stringify(key.body));
   appKey = key.body.key;
+  appTenant = key.body.tenant;
 });
 
 after(async () => {
@@ -272,6 +277,31 @@ test('a retained message published through C reaches a v3.1.1 subscriber on A on
     await waitFor(() => collect(late).length >= 1, { what: 'the retained message on B' });
     assert.equal(collect(late)[0]!.payload.toString(), 'one');
     assert.equal(collect(late)[0]!.packet.retain, true);
+    // A node started afterwards loads them from the cluster's bucket; a cleared one stays cleared.
+    await pub.publishAsync('v3/b', 'soon gone', { qos: 1, retain: true });
+    await pub.publishAsync('v3/b', '', { qos: 1, retain: true });
+    await pub.publishAsync('v3/c', 'three', { qos: 1, retain: true });
+    // An application's PUBACK does not wait for the cluster: wait until the bucket holds both writes.
+    const nc = await natsConnect({ servers: nats!.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const entry = async (topic: string) => (await jsm.streams.getMessage('KV_fgmqtt_retained', { last_by_subj: `$KV.fgmqtt_retained.${retainedKey(appTenant, topic)}` }).catch(() => null))?.json<{ m?: unknown }>();
+      await waitFor(async () => (await entry('v3/c'))?.m && (await entry('v3/b')) && !(await entry('v3/b'))!.m, { what: 'the retained writes in the bucket' });
+    } finally {
+      await nc.close();
+    }
+    const d = await startTestNode({ log: { backend: nats!.url }, store: { backend: PG_URL, schema }, cluster: { nodeId: 'd', leaseTtlMs: 2000 } });
+    try {
+      const onD = await c.connect(mqttUrl(d), app());
+      await onD.subscribeAsync(['v3/#', 'v3-marker'], { qos: 1 });
+      await pub.publishAsync('v3-marker', 'end', { qos: 1 });
+      const got = collect(onD);
+      await waitFor(() => got.some((m) => m.topic === 'v3-marker'), { what: 'the marker on D' });
+      assert.deepEqual(got.filter((m) => m.topic !== 'v3-marker').map((m) => [m.topic, m.payload.toString(), m.packet.retain]).sort(), [['v3/a', 'one', true], ['v3/c', 'three', true]]);
+    } finally {
+      await c.closeAll();
+      await d.stop();
+    }
   } finally {
     await c.closeAll();
   }

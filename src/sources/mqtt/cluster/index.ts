@@ -19,9 +19,8 @@
  *
  * Retained messages: every node applies the retained messages it routes or reads from the
  * stream to its own retained store (<dataDir>/mqtt/retained.jsonl), so all running nodes hold
- * the same set. A node that was down while a retained message changed keeps its older copy
- * until the topic is published again (a shared JetStream KV per tenant+topic would close that
- * gap; not built).
+ * the same set; a node that starts (new, or back after being down) first loads them from the
+ * bucket `fgmqtt_retained` (retained.ts).
  *
  * Session takeover and handover. The bucket `fgmqtt_sessions` (kv.ts) holds one entry per live
  * session: its owner node (a random instance id per process), subscriptions and expiry. A
@@ -65,6 +64,7 @@ import { Session, type Outgoing } from '../session.js';
 import { parseFilter, topicMatches, type ClientIdentity, type ParsedFilter } from '../topics.js';
 import type { SubOptions } from '../subscriptions.js';
 import { Bucket } from './kv.js';
+import { loadRetained, saveRetained, type RetainedEntry } from './retained.js';
 import { SharedSubscriptions } from './shares.js';
 import { decodeMessage, encodeMessage, outgoingFromWire, outgoingToWire, type SessionHandover, type SessionRecord } from './wire.js';
 
@@ -111,6 +111,7 @@ export class MqttCluster {
   private readonly moved = new WeakSet<Session>();
   private readonly sessionsKv: Bucket<SessionRecord>;
   private readonly nodesKv: Bucket<NodeRecord>;
+  private readonly retainedKv: Bucket<RetainedEntry>;
   private reader?: ConsumerMessages;
   private takeoverSub?: Subscription;
   private timer?: NodeJS.Timeout;
@@ -123,6 +124,7 @@ export class MqttCluster {
   private constructor(private readonly broker: Broker, private readonly opts: MqttClusterOptions, private readonly nc: NatsConnection, private readonly js: JetStreamClient, private readonly jsm: JetStreamManager) {
     this.sessionsKv = new Bucket(js, jsm, 'fgmqtt_sessions');
     this.nodesKv = new Bucket(js, jsm, 'fgmqtt_nodes');
+    this.retainedKv = new Bucket(js, jsm, 'fgmqtt_retained');
     this.shares = new SharedSubscriptions(nc, broker, subjectOf);
   }
 
@@ -153,8 +155,11 @@ export class MqttCluster {
     }
     await this.sessionsKv.ensure(replicas);
     await this.nodesKv.ensure(replicas, 7 * 24 * 3600 * 1000);
+    await this.retainedKv.ensure(replicas);
     const state = (await this.jsm.streams.info(STREAM)).state;
     this.lastSeq = state.last_seq;
+    // The bucket first, then the stream from the position taken before it: nothing retained is applied older over newer.
+    const retained = await loadRetained(this.js, this.jsm, this.retainedKv, this.broker.retained);
     // One ordered reader from the next message on: what was routed before this node started is not delivered to it.
     await this.startReader();
     void this.keepReading();
@@ -163,7 +168,7 @@ export class MqttCluster {
     await this.writeWatermark(true);
     this.timer = setInterval(() => void this.writeWatermark(false).catch(() => undefined), WATERMARK_EVERY_MS);
     this.timer.unref();
-    this.broker.logger.info({ node: this.opts.nodeId, instance: this.instance, stream: STREAM, from: state.last_seq + 1 }, 'mqtt cluster delivery started');
+    this.broker.logger.info({ node: this.opts.nodeId, instance: this.instance, stream: STREAM, from: state.last_seq + 1, retained }, 'mqtt cluster delivery started');
   }
 
   private async startReader(): Promise<void> {
@@ -220,6 +225,7 @@ export class MqttCluster {
       this.stats.published++;
       this.seqOf.set(msg, ack.seq);
       if (ack.seq > this.lastOwnSeq) this.lastOwnSeq = ack.seq;
+      if (msg.retain) saveRetained(this.retainedKv, tenant, msg).catch((err: unknown) => this.broker.logger.warn({ err, topic: msg.topic }, 'retained message not written to the cluster bucket; nodes started later miss it'));
     }, (err: unknown) => {
       this.stats.publishFailed++;
       this.broker.logger.warn({ err, tenant, topic: msg.topic }, 'mqtt message not published to the cluster; delivered on this node only');
