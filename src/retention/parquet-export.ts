@@ -11,6 +11,10 @@
  * or a crash between export and delete) go to the next part, `<YYYY-MM-DD>.1.parquet`, … so
  * `'exports/acme/2026-11-24*.parquet'` reads the whole day.
  *
+ * Encoding and fsync run in a worker thread (./parquet-worker.ts), so a day of messages never
+ * holds the main thread where ingest is acknowledged; this module reads pages from the store
+ * and hands them over, PAGE_ROWS at a time.
+ *
  * Library: hyparquet-writer (MIT, pure JS, one dependency — hyparquet, its reader by the same
  * maintainers —, types included, released monthly, incremental row-group writing). Rejected:
  * @dsnp/parquetjs (thirteen dependencies including the AWS S3 SDK, Thrift and WASM codecs) and
@@ -19,28 +23,15 @@
  */
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ParquetWriter, fileWriter } from 'hyparquet-writer';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { FluxgateError } from '../core/errors.js';
 import type { RawMessage, Store } from '../stores/store.js';
+import type { ParquetEncoder } from './parquet-encoder.js';
 
 export const DAY_MS = 86_400_000;
-/** Rows read from the store per page, and rows per Parquet row group. */
+/** Rows read from the store per page, and handed to the worker per call. */
 const PAGE_ROWS = 5_000;
-const ROW_GROUP_ROWS = 50_000;
-
-const SCHEMA = [
-  { name: 'root', num_children: 9 },
-  { name: 'time', type: 'INT64', converted_type: 'TIMESTAMP_MILLIS', repetition_type: 'REQUIRED' },
-  { name: 'tenant', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
-  { name: 'project', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
-  { name: 'device', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
-  { name: 'topic', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
-  { name: 'kind', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
-  { name: 'payload', type: 'BYTE_ARRAY', repetition_type: 'REQUIRED' },
-  { name: 'receive_time', type: 'INT64', converted_type: 'TIMESTAMP_MILLIS', repetition_type: 'REQUIRED' },
-  { name: 'message_id', type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type: 'REQUIRED' },
-] as const;
+const BATCH_ROWS = 10_000;
 
 /** `2026-11-24` for the UTC day starting at dayStart; a day outside years 0000–9999 by its number. */
 export function dayName(dayStart: number): string {
@@ -88,7 +79,7 @@ export interface DayExport { tenant: string; day: string; file?: string; rows: n
  * Exports the tenant's raw messages of one UTC day not yet in its files; returns the file
  * written (none when every row was already exported) and its row count.
  */
-export async function exportDay(store: Store, exportDir: string, tenant: string, dayStart: number): Promise<DayExport> {
+export async function exportDay(store: Store, encoder: ParquetEncoder, exportDir: string, tenant: string, dayStart: number): Promise<DayExport> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(tenant)) throw new FluxgateError('BAD_REQUEST', `tenant id ${JSON.stringify(tenant)} cannot name an export directory`);
   const day = dayName(dayStart);
   const dir = join(exportDir, tenant);
@@ -104,51 +95,42 @@ export async function exportDay(store: Store, exportDir: string, tenant: string,
   const tmp = join(dir, `.${day}.${part}.parquet.tmp`);
   await rm(tmp, { force: true }); // a crash's leftover
   let rows = 0;
-  let writer: ParquetWriter | undefined;
+  let opened = false;
   let pending: RawMessage[] = [];
   const flush = async () => {
     if (pending.length === 0) return;
-    writer ??= new ParquetWriter({ writer: fileWriter(tmp), schema: SCHEMA as never, createdBy: 'fluxgate', kvMetadata: [{ key: 'fluxgate.tenant', value: tenant }, { key: 'fluxgate.day', value: day }] });
-    await writer.write({ columnData: columns(pending), rowGroupSize: ROW_GROUP_ROWS });
-    rows += pending.length;
+    if (!opened) {
+      await encoder.call({ op: 'open', file: tmp, meta: [{ key: 'fluxgate.tenant', value: tenant }, { key: 'fluxgate.day', value: day }] });
+      opened = true;
+    }
+    const batch = pending;
     pending = [];
+    await encoder.call({ op: 'rows', rows: batch });
+    rows += batch.length;
   };
   try {
     let after: string | undefined;
     do {
       const page = await store.messages({ tenant, from: dayStart, to: dayStart + DAY_MS, limit: PAGE_ROWS, after });
       for (const m of page.items) if (!done?.has(keyOf(m.device, m.messageId))) pending.push(m);
-      if (pending.length >= ROW_GROUP_ROWS) await flush();
+      if (pending.length >= BATCH_ROWS) await flush();
       after = page.next;
     } while (after);
     await flush();
-    if (!writer) return { tenant, day, rows: 0 };
-    await writer.finish();
-    await fsyncPath(tmp);
+    if (!opened) return { tenant, day, rows: 0 };
+    await encoder.call({ op: 'finish' }); // footer written and fsynced
+    opened = false;
     // Never over an existing part: another pass (another node) may have written it meanwhile.
     if (await stat(file).then(() => true, () => false)) throw new Error(`${file} appeared while exporting`);
     await rename(tmp, file);
     await fsyncPath(dir);
     return { tenant, day, file, rows };
   } catch (err) {
+    if (opened) await encoder.call({ op: 'abort' }).catch(() => undefined);
     await rm(tmp, { force: true }).catch(() => undefined);
     if (err instanceof FluxgateError) throw err;
     throw new FluxgateError('RETENTION_EXPORT_FAILED', `exporting tenant ${tenant}'s raw messages of ${day} to ${file} failed (${(err as Error).message}); its rows are kept and the next retention pass tries again: check that retention.exportDir is writable and has space`, { cause: err });
   }
-}
-
-function columns(ms: RawMessage[]) {
-  return [
-    { name: 'time', data: ms.map((m) => BigInt(m.ts)) },
-    { name: 'tenant', data: ms.map((m) => m.tenant) },
-    { name: 'project', data: ms.map((m) => m.project) },
-    { name: 'device', data: ms.map((m) => m.device) },
-    { name: 'topic', data: ms.map((m) => m.topic) },
-    { name: 'kind', data: ms.map((m) => m.kind) },
-    { name: 'payload', data: ms.map((m) => m.payload) },
-    { name: 'receive_time', data: ms.map((m) => BigInt(m.receiveTime)) },
-    { name: 'message_id', data: ms.map((m) => m.messageId) },
-  ];
 }
 
 /**

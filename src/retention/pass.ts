@@ -12,7 +12,8 @@
  */
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/logger.js';
-import type { RawCutoffs, Store } from '../stores/store.js';
+import type { RawCutoffs, Store, TenantRecord } from '../stores/store.js';
+import { ParquetEncoder } from './parquet-encoder.js';
 import { daysWithMessages, dayStartOf, exportDay, type DayExport } from './parquet-export.js';
 import { cutoffOf, defaultWindows, windowsOf, type Tier } from './windows.js';
 
@@ -60,40 +61,11 @@ export async function runPass(opts: PassOptions): Promise<PassResult> {
   const defaultCut = cutoffOf(defaultWindows(opts.config).rawDays, now);
   const cutoffs: RawCutoffs = { tenants: {}, others: defaultCut === undefined ? undefined : { before: defaultCut } };
 
-  for (const t of tenants) {
-    const w = windowsOf(t, opts.config);
-    const r: TenantPassResult = { exports: [], rollupsDeleted: {} };
-    result.tenants[t.id] = r;
-    let before = cutoffOf(w.rawDays, now);
-    if (before === undefined) {
-      cutoffs.tenants[t.id] = null;
-      continue;
-    }
-    if (!opts.exportDir) {
-      cutoffs.tenants[t.id] = { before };
-      r.rawCutoff = before;
-      continue;
-    }
-    before = dayStartOf(before);
-    const receivedBefore = Date.now();
-    try {
-      for await (const day of daysWithMessages(store, t.id, before)) {
-        const e = await exportDay(store, opts.exportDir, t.id, day);
-        if (e.file) {
-          r.exports.push(e);
-          result.exportedFiles++;
-          result.exportedRows += e.rows;
-          logger?.info({ tenant: t.id, file: e.file, rows: e.rows }, 'retention exported raw messages to Parquet');
-        }
-      }
-      cutoffs.tenants[t.id] = { before, receivedBefore };
-      r.rawCutoff = before;
-    } catch (err) {
-      cutoffs.tenants[t.id] = null;
-      r.error = (err as Error).message;
-      result.errors.push(r.error);
-      logger?.error({ err, tenant: t.id }, 'retention export failed; the tenant\'s raw data stays until an export succeeds');
-    }
+  const encoder = new ParquetEncoder();
+  try {
+    await expireRaw(opts, tenants, now, cutoffs, result, encoder);
+  } finally {
+    await encoder.close();
   }
 
   try {
@@ -122,4 +94,44 @@ export async function runPass(opts: PassOptions): Promise<PassResult> {
   }
   result.finishedAt = Date.now();
   return result;
+}
+
+/** Decides each tenant's raw cutoff, exporting its expiring days first when export is on. */
+async function expireRaw(opts: PassOptions, tenants: TenantRecord[], now: number, cutoffs: RawCutoffs, result: PassResult, encoder: ParquetEncoder): Promise<void> {
+  const { store, logger } = opts;
+  for (const t of tenants) {
+    const w = windowsOf(t, opts.config);
+    const r: TenantPassResult = { exports: [], rollupsDeleted: {} };
+    result.tenants[t.id] = r;
+    let before = cutoffOf(w.rawDays, now);
+    if (before === undefined) {
+      cutoffs.tenants[t.id] = null;
+      continue;
+    }
+    if (!opts.exportDir) {
+      cutoffs.tenants[t.id] = { before };
+      r.rawCutoff = before;
+      continue;
+    }
+    before = dayStartOf(before);
+    const receivedBefore = Date.now();
+    try {
+      for await (const day of daysWithMessages(store, t.id, before)) {
+        const e = await exportDay(store, encoder, opts.exportDir, t.id, day);
+        if (e.file) {
+          r.exports.push(e);
+          result.exportedFiles++;
+          result.exportedRows += e.rows;
+          logger?.info({ tenant: t.id, file: e.file, rows: e.rows }, 'retention exported raw messages to Parquet');
+        }
+      }
+      cutoffs.tenants[t.id] = { before, receivedBefore };
+      r.rawCutoff = before;
+    } catch (err) {
+      cutoffs.tenants[t.id] = null;
+      r.error = (err as Error).message;
+      result.errors.push(r.error);
+      logger?.error({ err, tenant: t.id }, 'retention export failed; the tenant\'s raw data stays until an export succeeds');
+    }
+  }
 }
