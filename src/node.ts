@@ -84,7 +84,8 @@ async function prepareDataDir(dir: string): Promise<void> {
   }
 }
 
-export async function startNode(config: Readonly<Config>, opts: { logger?: Logger; metrics?: Metrics } = {}): Promise<RunningNode> {
+/** `wrapStore` puts a layer around the store every part of the node uses (fault-injection tests). */
+export async function startNode(config: Readonly<Config>, opts: { logger?: Logger; metrics?: Metrics; wrapStore?: (store: Store) => Store } = {}): Promise<RunningNode> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   const metrics = opts.metrics ?? new Metrics();
   const dataDir = resolve(config.dataDir);
@@ -92,7 +93,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
   const admin = await resolveAdminKey(dataDir, config.adminKey);
 
   const log = createLog(config, dataDir, metrics, logger);
-  const store = createStore(config, dataDir, metrics, logger);
+  const created = createStore(config, dataDir, metrics, logger);
+  const store = opts.wrapStore ? opts.wrapStore(created) : created;
   const cleanups: Array<() => Promise<void>> = [];
   let accepting = false;
   try {
@@ -113,7 +115,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       const relay = await relayLiveOverNats(hub, config.log.backend.split(',').map((u) => u.trim()), logger.child({ component: 'live' }));
       cleanups.push(() => relay.close());
     }
-    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs, onStored: (write) => hub.publishPoints(write.points) });
+    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs,
+      retry: { maxAttempts: config.process.retryMaxAttempts, baseMs: config.process.retryBaseMs, maxMs: config.process.retryMaxMs }, onStored: (write) => hub.publishPoints(write.points) });
     // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' }), log) : undefined;
     if (processing) cleanups.push(() => processing.stop());

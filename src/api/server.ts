@@ -109,7 +109,7 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(deviceRoutes, { store: opts.store, deviceAuth: opts.deviceAuth, apiAuth });
   await app.register(telemetryRoutes, { store: opts.store, apiAuth });
   await app.register(messageRoutes, { store: opts.store, apiAuth });
-  await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth });
+  await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth, metrics: opts.metrics });
   await app.register(liveRoutes, { hub: opts.hub, store: opts.store, apiAuth });
   await app.register(commandRoutes, { store: opts.store, apiAuth, channel: opts.commands });
   await app.register(tenantRoutes, { store: opts.store, apiAuth, config: opts.tenantConfig, onTenantChanged: opts.onTenantChanged });

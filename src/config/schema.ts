@@ -76,6 +76,9 @@ export const ConfigSchema = Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),
     dedupWindowMs: Type.Integer({ minimum: 0, default: 600000, description: 'A message whose id was already stored within this many ms (by receive time) is dropped as a duplicate and counted (10 min; 0 = off). Covers retries without `ts`.' }),
     batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
+    retryMaxAttempts: Type.Integer({ minimum: 0, default: 10, description: 'Attempts at a store write that fails transiently (store unreachable, timeout, busy) before its messages go to the dead-letter queue with reason "store write failed after N attempts" (replay them over REST). The log holds the batch meanwhile. 0: retry for ever.' }),
+    retryBaseMs: Type.Integer({ minimum: 1, default: 200, description: 'First back-off between store write attempts, ms; it doubles each attempt up to process.retryMaxMs, with jitter (half fixed, half random).' }),
+    retryMaxMs: Type.Integer({ minimum: 1, default: 30000, description: 'Longest back-off between store write attempts, ms.' }),
   }, { default: {} }),
   templates: Type.Array(TopicTemplateSchema, { default: [], description: 'Platform topic templates (JSON array of {id, pattern, tenant?, project?, kind?, kinds?, autoProvision?}): other topic layouts mapped to tenant, project, device and kind; only these may capture {tenant}. Tenants add their own over REST (/api/v1/templates). README "Topic templates and gateways".' }),
   cluster: Type.Object({

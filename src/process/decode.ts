@@ -6,9 +6,12 @@
  * envelope's, else the receive time; `id` is the message id. A payload that is not JSON is
  * archived and also returned as a dead letter with the reason; `{}`, scalars and empty
  * payloads are archived only (nothing to store as points, nothing wrong either).
+ * With a project's `kindField` (./settings.ts), that top-level field of an object payload (or
+ * of the first element of an array) names the message's kind and is not stored as a point.
  */
 import type { Envelope } from '../core/envelope.js';
 import type { DeadLetter, RawMessage, TelemetryPoint, Value } from '../stores/store.js';
+import { kindFromField, type ProjectSettings } from './settings.js';
 
 export interface Decoded {
   points: TelemetryPoint[];
@@ -49,7 +52,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Points of one JSON object; `index` distinguishes elements of an array payload. */
-function pointsOf(env: Envelope, obj: Record<string, unknown>, index: number | undefined, out: TelemetryPoint[]): number {
+function pointsOf(env: Envelope, obj: Record<string, unknown>, index: number | undefined, out: TelemetryPoint[], skip?: string): number {
   const ts = parseDeviceTime(obj.ts) ?? env.deviceTime ?? env.receiveTime;
   const clientId = typeof obj.id === 'string' || typeof obj.id === 'number' ? String(obj.id) : undefined;
   const messageId = clientId ?? (index === undefined ? env.messageId : `${env.messageId}:${index}`);
@@ -57,13 +60,13 @@ function pointsOf(env: Envelope, obj: Record<string, unknown>, index: number | u
   const pairs: Array<[string, Value]> = [];
   flatten(body, '', pairs, 0);
   for (const [key, value] of pairs) {
-    if (body === obj && (key === 'ts' || key === 'id')) continue;
+    if (body === obj && (key === 'ts' || key === 'id' || key === skip)) continue;
     out.push({ tenant: env.tenant, project: env.project, device: env.device, key, ts, value, messageId });
   }
   return ts;
 }
 
-export function decodeEnvelope(env: Envelope): Decoded {
+export function decodeEnvelope(env: Envelope, settings: ProjectSettings = {}): Decoded {
   const message: RawMessage = {
     tenant: env.tenant, project: env.project, device: env.device, topic: env.topic, kind: env.kind,
     ts: env.deviceTime ?? env.receiveTime, receiveTime: env.receiveTime, messageId: env.messageId, payload: env.payload,
@@ -77,12 +80,18 @@ export function decodeEnvelope(env: Envelope): Decoded {
     const reason = err instanceof TypeError ? 'payload is not valid UTF-8 text' : `payload is not valid JSON: ${(err as Error).message}`;
     return { points, message, deadLetter: deadLetterOf(env, reason) };
   }
+  const skip = settings.kindField;
+  if (skip !== undefined) {
+    const first = Array.isArray(parsed) ? parsed[0] : parsed;
+    const kind = isObject(first) ? kindFromField(settings, first[skip]) : undefined;
+    if (kind) message.kind = kind;
+  }
   if (isObject(parsed)) {
-    message.ts = pointsOf(env, parsed, undefined, points);
+    message.ts = pointsOf(env, parsed, undefined, points, skip);
     // The client's `id` is the message's identity (retries carry it), not the id the source generated.
     if (typeof parsed.id === 'string' || typeof parsed.id === 'number') message.messageId = String(parsed.id);
   } else if (Array.isArray(parsed)) {
-    parsed.forEach((el, i) => { if (isObject(el)) pointsOf(env, el, parsed.length === 1 ? undefined : i, points); });
+    parsed.forEach((el, i) => { if (isObject(el)) pointsOf(env, el, parsed.length === 1 ? undefined : i, points, skip); });
   }
   return { points, message };
 }
@@ -90,6 +99,6 @@ export function decodeEnvelope(env: Envelope): Decoded {
 export function deadLetterOf(env: Envelope, reason: string): DeadLetter {
   return {
     tenant: env.tenant, project: env.project, device: env.device, topic: env.topic,
-    messageId: env.messageId, receiveTime: env.receiveTime, reason, payload: env.payload,
+    messageId: env.messageId, receiveTime: env.receiveTime, reason, payload: env.payload, kind: env.kind,
   };
 }

@@ -44,13 +44,26 @@ export interface DeadLetter {
   receiveTime: number;
   reason: string;
   payload: Uint8Array;
+  /** The message's kind when it was logged (a replay keeps it); `telemetry` when unknown. */
+  kind?: MessageKind;
 }
+
+/** A snapshot whose absent keys leave latest state (project setting `snapshotReplaces`): the newest per device by `ts` counts. */
+export interface SnapshotCut { tenant: string; device: string; ts: number; keys: string[] }
+/** When a device was last heard from: the greatest receive time and device time of its processed messages. */
+export interface DeviceSeen { lastSeen: number; lastTs: number }
+/** A message id the store took (not dead-lettered), kept for the de-duplication window across restarts. */
+export interface SeenMessageId { tenant: string; device: string; messageId: string; receiveTime: number }
+/** Narrows a dead-letter listing: `reason` is a substring of the reason, from ≤ failedAt < to. */
+export interface DeadLetterFilter { reason?: string; device?: string; from?: number; to?: number }
 
 /** Everything one processed log batch produces; written as one unit. */
 export interface WriteBatch {
   points: TelemetryPoint[];
   messages: RawMessage[];
   deadLetters: DeadLetter[];
+  /** Snapshots that replace latest state (keys they lack are no longer listed by latest() unless newer). */
+  snapshots?: SnapshotCut[];
 }
 
 export interface LatestValue { key: string; value: Value; ts: number }
@@ -189,15 +202,30 @@ export interface TenancyStore {
 export interface Store extends RegistryStore, TenancyStore, ObjectStore {
   open(): Promise<void>;
   close(): Promise<void>;
-  /** Writes points (updating latest state: last write wins by device time), raw messages and dead letters; idempotent. */
+  /**
+   * Writes points (updating latest state: last write wins by device time), raw messages and dead
+   * letters; idempotent. In the same transaction: the batch's message ids (recentMessageIds),
+   * each device's last seen (deviceSeen) and snapshot cuts. A dead letter for a (tenant, device,
+   * message id) already in the queue replaces it (reason, bytes and failedAt of the new failure).
+   */
   writeBatch(batch: WriteBatch): Promise<void>;
   latest(tenant: string, device: string): Promise<LatestValue[]>;
   /** Raw points ascending by time, paged by the opaque `next` cursor. */
   range(q: RangeQuery): Promise<Page<TelemetryPoint>>;
   aggregate(q: AggregateQuery): Promise<Bucket[]>;
   messages(q: MessageQuery): Promise<Page<RawMessage>>;
-  deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>>;
-  deleteDeadLetters(tenant: string, ids: string[]): Promise<number>;
+  deadLetters(tenant: string, limit: number, after?: string, filter?: DeadLetterFilter): Promise<Page<StoredDeadLetter>>;
+  /** Deletes the tenant's dead letters by id; with `failedBefore`, only those that failed before it (a replay that failed again stays). */
+  deleteDeadLetters(tenant: string, ids: string[], failedBefore?: number): Promise<number>;
+  /** Last seen of a device, kept by writeBatch from its raw messages (also those whose points were suppressed). */
+  deviceSeen(tenant: string, device: string): Promise<DeviceSeen | undefined>;
+  /**
+   * Message ids writeBatch took (raw messages that are not also dead letters of the batch) with
+   * receive time ≥ since, oldest first, at most `limit`: processing reloads its de-duplication window from them.
+   */
+  recentMessageIds(since: number, limit: number): Promise<SeenMessageId[]>;
+  /** Forgets recorded message ids with receive time < before; returns how many. */
+  forgetMessageIds(before: number): Promise<number>;
   /**
    * Deletes points and raw messages with device time before `cutoff` (all tenants when tenant is
    * undefined), or before each tenant's own cutoff (RawCutoffs, `tenant` ignored); returns rows

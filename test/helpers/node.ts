@@ -5,6 +5,7 @@ import { loadConfig, type DeepPartial } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { startNode, type RunningNode } from '../../src/node.js';
 import { createLogger } from '../../src/core/logger.js';
+import type { Store } from '../../src/stores/store.js';
 import { tempDir, waitFor } from './wait.js';
 
 export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
@@ -34,13 +35,13 @@ export function apiClient(url: string, defaultToken: string) {
   };
 }
 
-export async function startTestNode(overrides: DeepPartial<Config> = {}, existingDir?: string): Promise<TestNode> {
+export async function startTestNode(overrides: DeepPartial<Config> = {}, existingDir?: string, nodeOpts: { wrapStore?: (s: Store) => Store } = {}): Promise<TestNode> {
   const tmp = existingDir ? { dir: existingDir, cleanup: async () => undefined } : await tempDir('fluxgate-node-');
   const config = loadConfig({
     env: {},
     overrides: { dataDir: tmp.dir, adminKey: ADMIN_KEY, logLevel: 'silent', ...overrides, http: { host: '127.0.0.1', port: 0, ...overrides.http }, mqtt: { host: '127.0.0.1', port: 0, ...overrides.mqtt } },
   });
-  const node = await startNode(config, { logger: createLogger('silent') });
+  const node = await startNode(config, { logger: createLogger('silent'), wrapStore: nodeOpts.wrapStore });
   const api = apiClient(node.httpUrl, ADMIN_KEY);
   return {
     node, url: node.httpUrl, dir: tmp.dir, api,

@@ -61,6 +61,8 @@ const FILL: Record<string, (c: Ctx) => Fill> = {
   'DELETE /api/v1/keys/:id': (c) => ({ path: `/api/v1/keys/${c.aKeyId}` }),
   'POST /api/v1/projects': () => ({ path: '/api/v1/projects', body: { name: 'b-only-proj' }, collection: true }),
   'GET /api/v1/projects': () => ({ path: '/api/v1/projects', collection: true }),
+  'GET /api/v1/projects/:name/settings': () => ({ path: `/api/v1/projects/${A_PROJ}/settings` }),
+  'PUT /api/v1/projects/:name/settings': () => ({ path: `/api/v1/projects/${A_PROJ}/settings`, body: { suppressSameValueSeconds: 60 } }),
   'GET /api/v1/retention': () => ({ path: '/api/v1/retention', collection: true }),
   'POST /api/v1/retention/run': () => ({ path: '/api/v1/retention/run', collection: true }),
   'POST /api/v1/templates': () => ({ path: '/api/v1/templates', body: { id: 'b-made-tmpl', pattern: 'b-made/{device}' }, collection: true }),

@@ -4,6 +4,8 @@ import { Type } from '@sinclair/typebox';
 import type { ProjectRecord, Store } from '../../stores/store.js';
 import type { ApiAuth } from '../auth.js';
 import { errors, security } from './schemas.js';
+import { FluxgateError } from '../../core/errors.js';
+import { PROJECT_SETTINGS_KIND, ProjectSettingsSchema, type ProjectSettings } from '../../process/settings.js';
 
 export const ProjectName = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$', description: 'Project name: letters, digits, . _ : - (no / + # so it fits in MQTT topics).' });
 const Project = Type.Object({ tenant: Type.String(), name: Type.String(), createdAt: Type.Integer() });
@@ -27,5 +29,28 @@ export async function projectRoutes(app: FastifyInstance, opts: { store: Store; 
   }, async (req) => {
     const { tenant } = await apiAuth.principalOf(req);
     return { items: (await store.listProjects(tenant)).map(view) };
+  });
+
+  // Processing settings of a project (src/process/settings.ts), kept as a store object.
+  const Settings = Type.Object({ project: Type.String(), settings: ProjectSettingsSchema, updatedAt: Type.Optional(Type.Integer()) });
+  const projectMustExist = async (tenant: string, name: string) => {
+    if (!(await store.getProject(tenant, name))) throw new FluxgateError('PROJECT_NOT_FOUND', `no project ${name} in tenant ${tenant}: create it with POST /api/v1/projects`);
+  };
+  app.get<{ Params: { name: string } }>('/api/v1/projects/:name/settings', {
+    schema: { tags, summary: 'Processing settings of a project (classification field, same-value suppression, snapshots)', security, params: Type.Object({ name: ProjectName }), response: { 200: Settings, ...errors(401, 403, 404) } },
+  }, async (req) => {
+    const { tenant } = await apiAuth.principalOf(req);
+    await projectMustExist(tenant, req.params.name);
+    const o = await store.getObject(PROJECT_SETTINGS_KIND, tenant, req.params.name);
+    return { project: req.params.name, settings: (o?.body ?? {}) as ProjectSettings, updatedAt: o?.updatedAt };
+  });
+  app.put<{ Params: { name: string }; Body: ProjectSettings }>('/api/v1/projects/:name/settings', {
+    schema: { tags, summary: 'Replace the processing settings of a project (tenant admin); processing applies them within 5 s', security, params: Type.Object({ name: ProjectName }), body: ProjectSettingsSchema, response: { 200: Settings, ...errors(400, 401, 403, 404) } },
+  }, async (req) => {
+    const { tenant } = await apiAuth.principalOf(req, 'admin');
+    await projectMustExist(tenant, req.params.name);
+    const updatedAt = Date.now();
+    await store.putObject({ kind: PROJECT_SETTINGS_KIND, tenant, id: req.params.name, body: req.body, updatedAt });
+    return { project: req.params.name, settings: req.body, updatedAt };
   });
 }

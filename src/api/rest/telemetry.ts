@@ -28,13 +28,17 @@ export async function telemetryRoutes(app: FastifyInstance, opts: { store: Store
   app.get<{ Params: { id: string } }>('/api/v1/devices/:id/latest', {
     schema: {
       tags, summary: 'Latest value and device time of every key (last write wins by device time)', security, params,
-      response: { 200: Type.Object({ device: Type.String(), latest: Type.Record(Type.String(), Type.Object({ value: Val, ts: Type.Integer() })) }), ...errors(401, 403, 404) },
+      response: { 200: Type.Object({
+        device: Type.String(), latest: Type.Record(Type.String(), Type.Object({ value: Val, ts: Type.Integer() })),
+        lastSeen: Type.Optional(Type.Integer({ description: 'When any message of the device was last received (ms), suppressed and snapshot ones included; absent before its first processed message.' })),
+        lastDeviceTime: Type.Optional(Type.Integer({ description: 'Greatest device time of its messages (ms).' })),
+      }), ...errors(401, 403, 404) },
     },
   }, async (req) => {
     const { tenant } = await apiAuth.principalOf(req);
     await mustExist(tenant, req.params.id);
-    const values = await store.latest(tenant, req.params.id);
-    return { device: req.params.id, latest: Object.fromEntries(values.map((v) => [v.key, { value: v.value, ts: v.ts }])) };
+    const [values, seen] = await Promise.all([store.latest(tenant, req.params.id), store.deviceSeen(tenant, req.params.id)]);
+    return { device: req.params.id, latest: Object.fromEntries(values.map((v) => [v.key, { value: v.value, ts: v.ts }])), lastSeen: seen?.lastSeen, lastDeviceTime: seen?.lastTs };
   });
 
   app.get<{ Params: { id: string }; Querystring: HistoryQuery }>('/api/v1/devices/:id/telemetry', {

@@ -9,14 +9,14 @@
  * (seconds) keeps one; replays from the log carry the same time and never do.
  */
 import type { MessageKind } from '../../core/envelope.js';
-import type { MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
+import type { DeadLetterFilter, MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
 import { decodeCursor, encodeCursor } from './codec.js';
 import type { Names } from './names.js';
 import { checkLimit } from './read.js';
 import { NameKind, type Db } from './schema.js';
 
 interface MessageRow { device_id: number; message_id: string; project_id: number; topic: string; kind: MessageKind; ts: number; receive_time: number; payload: Buffer }
-interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number }
+interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number; kind: MessageKind }
 
 const AFTER = `(ts > $cts OR (ts = $cts AND (device_id > $cdev OR (device_id = $cdev AND message_id > $cmsg))))`;
 
@@ -43,9 +43,10 @@ export class Archive {
       UNION ALL
       SELECT * FROM (${staged} AND device_id = $dev AND ${notCompacted})
       ORDER BY ts, device_id, message_id LIMIT $limit`);
-    this.deadLettersStmt = db.prepare(`SELECT id, project, device, topic, message_id, receive_time, reason, payload, failed_at
-      FROM dead_letters WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?`);
-    this.deleteDeadLetterStmt = db.prepare('DELETE FROM dead_letters WHERE tenant_id = ? AND id = ?');
+    this.deadLettersStmt = db.prepare(`SELECT id, project, device, topic, message_id, receive_time, reason, payload, failed_at, kind
+      FROM dead_letters WHERE tenant_id = $t AND id > $after AND ($dev IS NULL OR device = $dev) AND ($reason IS NULL OR instr(reason, $reason) > 0)
+        AND failed_at >= $from AND failed_at < $to ORDER BY id LIMIT $limit`);
+    this.deleteDeadLetterStmt = db.prepare('DELETE FROM dead_letters WHERE tenant_id = ? AND id = ? AND failed_at < ?');
   }
 
   messages(q: MessageQuery): Page<RawMessage> {
@@ -78,30 +79,31 @@ export class Archive {
     return rows.length > limit && last ? { items, next: encodeCursor([last.ts, last.device_id, last.message_id]) } : { items };
   }
 
-  deadLetters(tenant: string, limit: number, after?: string): Page<StoredDeadLetter> {
+  deadLetters(tenant: string, limit: number, after?: string, f: DeadLetterFilter = {}): Page<StoredDeadLetter> {
     checkLimit(limit);
     const afterId = after === undefined ? 0 : decodeCursor(after, 'n')[0] as number;
     const tenantId = this.names.tenant(tenant);
     if (tenantId === undefined) return { items: [] };
-    const rows = this.deadLettersStmt.all(tenantId, afterId, limit + 1) as DeadLetterRow[];
+    const rows = this.deadLettersStmt.all({ t: tenantId, after: afterId, dev: f.device ?? null, reason: f.reason ?? null,
+      from: f.from ?? -Number.MAX_SAFE_INTEGER, to: f.to ?? Number.MAX_SAFE_INTEGER, limit: limit + 1 }) as DeadLetterRow[];
     const page = rows.slice(0, limit);
     const items = page.map((r): StoredDeadLetter => ({
       id: String(r.id), tenant, project: r.project, device: r.device, topic: r.topic, messageId: r.message_id,
-      receiveTime: r.receive_time, reason: r.reason, payload: new Uint8Array(r.payload), failedAt: r.failed_at,
+      receiveTime: r.receive_time, reason: r.reason, payload: new Uint8Array(r.payload), failedAt: r.failed_at, kind: r.kind,
     }));
     const last = page[page.length - 1];
     return rows.length > limit && last ? { items, next: encodeCursor([last.id]) } : { items };
   }
 
-  /** Deletes the tenant's dead letters with these ids (ids of other tenants are ignored). */
-  deleteDeadLetters(tenant: string, ids: string[]): number {
+  /** Deletes the tenant's dead letters with these ids (ids of other tenants are ignored), only those failed before `failedBefore` when given. */
+  deleteDeadLetters(tenant: string, ids: string[], failedBefore = Number.MAX_SAFE_INTEGER): number {
     const tenantId = this.names.tenant(tenant);
     if (tenantId === undefined) return 0;
     let n = 0;
     this.db.transaction(() => {
       for (const id of ids) {
         if (!/^[0-9]+$/.test(id)) continue;
-        n += this.deleteDeadLetterStmt.run(tenantId, Number(id)).changes;
+        n += this.deleteDeadLetterStmt.run(tenantId, Number(id), failedBefore).changes;
       }
     })();
     return n;

@@ -16,7 +16,7 @@ import { FluxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
-  AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
+  AggregateQuery, ApiKeyInfo, DeadLetterFilter, DeviceSeen, SeenMessageId, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
   RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, NewTenant, TenantPatch, TenantRecord, WriteBatch,
 } from '../store.js';
 import { fromWireError, type Op, type Response, type WorkerEvent } from './protocol.js';
@@ -41,7 +41,7 @@ function workerEntry(): { url: URL; entry?: string } {
 /** Calls a read connection can answer: they never wait behind writes or compaction. */
 const READS: ReadonlySet<Op> = new Set<Op>(['latest', 'range', 'aggregate', 'messages', 'deadLetters', 'getDevice', 'listDevices', 'findDeviceByTokenHash',
   'getTenant', 'listTenants', 'getProject', 'listProjects', 'listApiKeys', 'findApiKeyByHash', 'getObject', 'listObjects',
-  'rollups']);
+  'rollups', 'deviceSeen', 'recentMessageIds']);
 
 type Role = 'writer' | 'reader';
 
@@ -120,8 +120,11 @@ export class EmbeddedStore implements Store {
   range(q: RangeQuery): Promise<Page<TelemetryPoint>> { return this.call('range', [q]); }
   aggregate(q: AggregateQuery): Promise<Bucket[]> { return this.call('aggregate', [q]); }
   messages(q: MessageQuery): Promise<Page<RawMessage>> { return this.call('messages', [q]); }
-  deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> { return this.call('deadLetters', [tenant, limit, after]); }
-  deleteDeadLetters(tenant: string, ids: string[]): Promise<number> { return this.call('deleteDeadLetters', [tenant, ids]); }
+  deadLetters(tenant: string, limit: number, after?: string, filter?: DeadLetterFilter): Promise<Page<StoredDeadLetter>> { return this.call('deadLetters', [tenant, limit, after, filter]); }
+  deleteDeadLetters(tenant: string, ids: string[], failedBefore?: number): Promise<number> { return this.call('deleteDeadLetters', [tenant, ids, failedBefore]); }
+  deviceSeen(tenant: string, device: string): Promise<DeviceSeen | undefined> { return this.call('deviceSeen', [tenant, device]); }
+  recentMessageIds(since: number, limit: number): Promise<SeenMessageId[]> { return this.call('recentMessageIds', [since, limit]); }
+  forgetMessageIds(before: number): Promise<number> { return this.call('forgetMessageIds', [before]); }
   deleteBefore(cutoff: number, tenant?: string): Promise<number> { return this.call('deleteBefore', [cutoff, tenant]); }
   rollups(q: RollupQuery): Promise<Rollup[]> { return this.call('rollups', [q]); }
   deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number> { return this.call('deleteRollupsBefore', [resolution, cutoff, tenant]); }

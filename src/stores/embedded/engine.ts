@@ -11,6 +11,7 @@ import type { Op } from './protocol.js';
 import { Reader } from './read.js';
 import { Registry } from './registry.js';
 import { Retention } from './retention.js';
+import { SeenReader } from './seen.js';
 import { RollupReader } from './rollups.js';
 import { Tenants } from './tenants.js';
 import { openDatabase, type Db } from './schema.js';
@@ -27,6 +28,7 @@ export class Engine {
   private readonly names: Names;
   private readonly rollupReader: RollupReader;
   private readonly retention: Retention | undefined;
+  private readonly seen: SeenReader;
 
   /** A read-only engine (the store's reader worker) refuses writes. */
   constructor(file: string, opts: { readonly?: boolean } = {}) {
@@ -37,7 +39,8 @@ export class Engine {
       this.writerPart = new Writer(this.db, names);
       this.retention = new Retention(this.db, names, this.writerPart);
     }
-    this.reader = new Reader(this.db, names);
+    this.seen = new SeenReader(this.db, names);
+    this.reader = new Reader(this.db, names, this.seen);
     this.archive = new Archive(this.db, names);
     this.registry = new Registry(this.db);
     this.tenants = new Tenants(this.db);
@@ -59,8 +62,11 @@ export class Engine {
       case 'range': return this.reader.range(a[0]);
       case 'aggregate': return this.reader.aggregate(a[0]);
       case 'messages': return this.archive.messages(a[0]);
-      case 'deadLetters': return this.archive.deadLetters(a[0], a[1], a[2]);
-      case 'deleteDeadLetters': return this.archive.deleteDeadLetters(a[0], a[1]);
+      case 'deadLetters': return this.archive.deadLetters(a[0], a[1], a[2], a[3]);
+      case 'deleteDeadLetters': return this.archive.deleteDeadLetters(a[0], a[1], a[2]);
+      case 'deviceSeen': return this.seen.deviceSeen(a[0], a[1]);
+      case 'recentMessageIds': return this.seen.recentMessageIds(a[0], a[1]);
+      case 'forgetMessageIds': return this.writer.seen.forgetBefore(a[0]);
       case 'deleteBefore': return this.retention!.deleteBefore(a[0], a[1]);
       case 'createDevice': return this.registry.createDevice(a[0]);
       case 'getDevice': return this.registry.getDevice(a[0], a[1]);

@@ -13,6 +13,7 @@ export type Op =
   | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'findApiKeyByHash'
   | 'putObject' | 'getObject' | 'listObjects' | 'deleteObject'
   | 'rollups' | 'deleteRollupsBefore'
+  | 'deviceSeen' | 'recentMessageIds' | 'forgetMessageIds'
   | 'compact' | 'close';
 
 export interface Request { id: number; op: Op; args: unknown[] }

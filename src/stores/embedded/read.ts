@@ -16,6 +16,7 @@ import { decodeCursor, decodeValue, encodeCursor } from './codec.js';
 import { wins } from './latest.js';
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
+import type { SeenReader } from './seen.js';
 
 interface Row { ts: number; message_id: string; project_id: number; v: unknown }
 
@@ -35,7 +36,7 @@ export class Reader {
   readonly latest: (tenant: string, device: string) => LatestValue[];
   readonly range: (q: RangeQuery) => Page<TelemetryPoint>;
 
-  constructor(db: Db, private readonly names: Names) {
+  constructor(db: Db, private readonly names: Names, private readonly seen?: SeenReader) {
     this.latest = db.transaction((tenant: string, device: string) => this.latestIn(tenant, device));
     this.range = db.transaction((q: RangeQuery) => this.rangeIn(q));
     this.latestStmt = db.prepare('SELECT key_id, ts, message_id, v FROM latest WHERE tenant_id = ? AND device_id = ?');
@@ -80,8 +81,10 @@ export class Reader {
         if (seen.size === byKey.size) break;
       }
     }
-    return [...byKey].map(([keyId, r]) => ({ key: this.names.name(keyId), value: decodeValue(r.v), ts: r.ts }))
+    const values = [...byKey].map(([keyId, r]) => ({ key: this.names.name(keyId), value: decodeValue(r.v), ts: r.ts }))
       .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    // A replacing snapshot hides the keys it lacked (./seen.ts).
+    return this.seen ? this.seen.cut(ids.tenantId, ids.deviceId, values) : values;
   }
 
   private rangeIn(q: RangeQuery): Page<TelemetryPoint> {

@@ -14,6 +14,7 @@
  *   and comparisons cheap; the `names` table is the only place that holds the strings.
  */
 import Database from 'better-sqlite3';
+import { SEEN_MIGRATION } from './seen-schema.js';
 
 export type Db = Database.Database;
 
@@ -113,6 +114,8 @@ const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;`).join('\n'),
   // v5: tenant settings (quotas, retention) as a JSON object; {} = the node's defaults (./tenants.ts).
   `ALTER TABLE tenants ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';`,
+  // message ids and last seen kept with each batch; a dead letter's kind (./seen.ts, ./seen-schema.ts).
+  SEEN_MIGRATION,
 ];
 
 /**

@@ -7,7 +7,7 @@
  * here, before anything is written.
  */
 import { FluxgateError } from '../../core/errors.js';
-import type { DeadLetter, RawMessage, TelemetryPoint, WriteBatch } from '../store.js';
+import type { DeadLetter, RawMessage, SnapshotCut, TelemetryPoint, WriteBatch } from '../store.js';
 
 export const VALUE_NUMBER = 0;
 export const VALUE_BOOLEAN = 1;
@@ -33,6 +33,7 @@ export interface WireBatch {
   points: PointColumns;
   messages: Array<Omit<RawMessage, 'payload'>>;
   deadLetters: Array<Omit<DeadLetter, 'payload'>>;
+  snapshots?: SnapshotCut[];
   /** Payloads of messages, then dead letters, back to back. */
   payloads: ArrayBuffer;
   /** Byte offset where each payload ends. */
@@ -98,7 +99,7 @@ export function encodeBatch(batch: WriteBatch): { wire: WireBatch; transfer: Arr
   };
   const wire: WireBatch = {
     points: { n, strings, refs, ts, num, type, text, messageIds },
-    messages: batch.messages.map(strip), deadLetters: batch.deadLetters.map(strip), payloads, ends,
+    messages: batch.messages.map(strip), deadLetters: batch.deadLetters.map(strip), payloads, ends, snapshots: batch.snapshots,
   };
   return { wire, transfer: [payloads, ends.buffer as ArrayBuffer, refs.buffer as ArrayBuffer, ts.buffer as ArrayBuffer, num.buffer as ArrayBuffer, type.buffer as ArrayBuffer] };
 }

@@ -10,6 +10,7 @@ import { PendingLatest } from './latest.js';
 import type { Names } from './names.js';
 import { RollupWriter } from './rollups.js';
 import { NameKind, type Db } from './schema.js';
+import { SeenWriter } from './seen.js';
 import { decodeRecords, VALUE_BOOLEAN, VALUE_NUMBER, type WireBatch } from './wire.js';
 
 /** Rows per multi-row INSERT: fewer statement runs, well under SQLite's 32,766 parameters. */
@@ -34,6 +35,7 @@ export class Writer {
   private readonly knownSeries = new Map<number, Set<number>>();
   private readonly insertMessage;
   private readonly insertDeadLetter;
+  readonly seen: SeenWriter;
   private readonly pointParams: unknown[] = new Array(ROWS_PER_STATEMENT * POINT_COLS);
   private readonly latestParams: unknown[] = new Array(ROWS_PER_STATEMENT * LATEST_COLS);
   private readonly writeTx;
@@ -55,8 +57,10 @@ export class Writer {
     this.insertSeries = db.prepare('INSERT OR IGNORE INTO latest (tenant_id, device_id, key_id, ts, message_id, v) VALUES (?, ?, ?, ?, ?, ?)');
     this.insertMessage = db.prepare(`INSERT OR IGNORE INTO messages_recent
       (tenant_id, device_id, message_id, project_id, topic, kind, ts, receive_time, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    this.insertDeadLetter = db.prepare(`INSERT OR IGNORE INTO dead_letters
-      (tenant_id, project, device, topic, message_id, receive_time, reason, payload, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    // A message that fails again replaces its dead letter (new reason, time and a new id: see deleteDeadLetters).
+    this.insertDeadLetter = db.prepare(`INSERT OR REPLACE INTO dead_letters
+      (tenant_id, project, device, topic, message_id, receive_time, reason, payload, failed_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.seen = new SeenWriter(db, names);
     this.writeTx = db.transaction((batch: WireBatch) => this.writeInTx(batch));
     this.compactTx = db.transaction(() => {
       // Before the move: a staged point absent from `points` is new and counts in its buckets.
@@ -159,8 +163,9 @@ export class Writer {
     const now = Date.now();
     for (const d of deadLetters) {
       const tenantId = names.intern(NameKind.tenant, 0, d.tenant);
-      this.insertDeadLetter.run(tenantId, d.project, d.device, d.topic, d.messageId, d.receiveTime, d.reason, d.payload, now);
+      this.insertDeadLetter.run(tenantId, d.project, d.device, d.topic, d.messageId, d.receiveTime, d.reason, d.payload, now, d.kind ?? 'telemetry');
     }
+    this.seen.write(messages, deadLetters, batch.snapshots);
     // Pending latest state and counters change only once the points are committed.
     return () => {
       this.stagedRows += staged;

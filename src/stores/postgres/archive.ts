@@ -6,11 +6,11 @@
  */
 import type pg from 'pg';
 import type { MessageKind } from '../../core/envelope.js';
-import type { MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
+import type { DeadLetterFilter, MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
 import { checkLimit, decodeCursor, encodeCursor, ident } from './codec.js';
 
 interface MessageRow { device: string; message_id: string; project: string; topic: string; kind: MessageKind; ts: number; receive_time: number; payload: Buffer }
-interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number }
+interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number; kind: MessageKind }
 
 export class Archive {
   private readonly s: string;
@@ -42,25 +42,27 @@ export class Archive {
     return rows.length > limit && last ? { items, next: encodeCursor([last.ts, last.device, last.message_id]) } : { items };
   }
 
-  async deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> {
+  async deadLetters(tenant: string, limit: number, after?: string, f: DeadLetterFilter = {}): Promise<Page<StoredDeadLetter>> {
     checkLimit(limit);
     const afterId = after === undefined ? 0 : decodeCursor(after, 'n')[0] as number;
-    const { rows } = await this.pool.query<DeadLetterRow>(`SELECT id, project, device, topic, message_id, receive_time, reason, payload, failed_at
-      FROM ${this.s}.dead_letters WHERE tenant = $1 AND id > $2 ORDER BY id LIMIT $3`, [tenant, afterId, limit + 1]);
+    const { rows } = await this.pool.query<DeadLetterRow>(`SELECT id, project, device, topic, message_id, receive_time, reason, payload, failed_at, kind
+      FROM ${this.s}.dead_letters WHERE tenant = $1 AND id > $2 AND ($4::text IS NULL OR device = $4) AND ($5::text IS NULL OR strpos(reason, $5) > 0)
+        AND failed_at >= $6 AND failed_at < $7 ORDER BY id LIMIT $3`,
+    [tenant, afterId, limit + 1, f.device ?? null, f.reason ?? null, f.from ?? -Number.MAX_SAFE_INTEGER, f.to ?? Number.MAX_SAFE_INTEGER]);
     const page = rows.slice(0, limit);
     const items = page.map((r): StoredDeadLetter => ({
       id: String(r.id), tenant, project: r.project, device: r.device, topic: r.topic, messageId: r.message_id,
-      receiveTime: r.receive_time, reason: r.reason, payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength), failedAt: r.failed_at,
+      receiveTime: r.receive_time, reason: r.reason, payload: new Uint8Array(r.payload.buffer, r.payload.byteOffset, r.payload.byteLength), failedAt: r.failed_at, kind: r.kind,
     }));
     const last = page[page.length - 1];
     return rows.length > limit && last ? { items, next: encodeCursor([last.id]) } : { items };
   }
 
   /** Deletes the tenant's dead letters with these ids (ids of other tenants, or not ids at all, are ignored). */
-  async deleteDeadLetters(tenant: string, ids: string[]): Promise<number> {
+  async deleteDeadLetters(tenant: string, ids: string[], failedBefore = Number.MAX_SAFE_INTEGER): Promise<number> {
     const valid = ids.filter((id) => /^[0-9]{1,18}$/.test(id));
     if (valid.length === 0) return 0;
-    const r = await this.pool.query(`DELETE FROM ${this.s}.dead_letters WHERE tenant = $1 AND id = ANY($2::int8[])`, [tenant, valid]);
+    const r = await this.pool.query(`DELETE FROM ${this.s}.dead_letters WHERE tenant = $1 AND id = ANY($2::int8[]) AND failed_at < $3`, [tenant, valid, failedBefore]);
     return r.rowCount ?? 0;
   }
 }

@@ -12,7 +12,7 @@ import { FluxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type {
-  AggregateQuery, ApiKeyInfo, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
+  AggregateQuery, ApiKeyInfo, DeadLetterFilter, DeviceSeen, SeenMessageId, ApiKeyRecord, Bucket, DevicePatch, DeviceRecord, LatestValue, MessageQuery, Page, ProjectRecord,
   RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, NewTenant, TenantPatch, TenantRecord, WriteBatch,
 } from '../store.js';
 import { Archive } from './archive.js';
@@ -153,8 +153,11 @@ export class PostgresStore implements Store {
   range(q: RangeQuery): Promise<Page<TelemetryPoint>> { return this.run('range', () => this.reader.range(q)); }
   aggregate(q: AggregateQuery): Promise<Bucket[]> { return this.run('aggregate', () => this.reader.aggregate(q)); }
   messages(q: MessageQuery): Promise<Page<RawMessage>> { return this.run('messages', () => this.archive.messages(q)); }
-  deadLetters(tenant: string, limit: number, after?: string): Promise<Page<StoredDeadLetter>> { return this.run('deadLetters', () => this.archive.deadLetters(tenant, limit, after)); }
-  deleteDeadLetters(tenant: string, ids: string[]): Promise<number> { return this.run('deleteDeadLetters', () => this.archive.deleteDeadLetters(tenant, ids)); }
+  deadLetters(tenant: string, limit: number, after?: string, filter?: DeadLetterFilter): Promise<Page<StoredDeadLetter>> { return this.run('deadLetters', () => this.archive.deadLetters(tenant, limit, after, filter)); }
+  deleteDeadLetters(tenant: string, ids: string[], failedBefore?: number): Promise<number> { return this.run('deleteDeadLetters', () => this.archive.deleteDeadLetters(tenant, ids, failedBefore)); }
+  deviceSeen(tenant: string, device: string): Promise<DeviceSeen | undefined> { return this.run('deviceSeen', () => this.writer.seen.deviceSeen(tenant, device)); }
+  recentMessageIds(since: number, limit: number): Promise<SeenMessageId[]> { return this.run('recentMessageIds', () => this.writer.seen.recentMessageIds(since, limit)); }
+  forgetMessageIds(before: number): Promise<number> { return this.run('forgetMessageIds', () => this.writer.seen.forgetMessageIds(before)); }
   deleteBefore(cutoff: number, tenant?: string): Promise<number> { return this.run('deleteBefore', () => this.retention.deleteBefore(cutoff, tenant)); }
   rollups(q: RollupQuery): Promise<Rollup[]> { return this.run('rollups', () => this.rollupStore.rollups(q)); }
   deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number> { return this.run('deleteRollupsBefore', () => this.rollupStore.deleteBefore(resolution, cutoff, tenant)); }

@@ -18,6 +18,7 @@
  */
 import type pg from 'pg';
 import { ident } from './codec.js';
+import { SEEN_MIGRATION } from './seen.js';
 import { OBJECTS_MIGRATION } from './objects.js';
 import { ROLLUPS_MIGRATION } from './rollups.js';
 import { TENANCY_MIGRATION, TENANT_SETTINGS_MIGRATION } from './tenants.js';
@@ -69,6 +70,7 @@ const MIGRATIONS: Array<(s: string) => string> = [
   OBJECTS_MIGRATION,
   ROLLUPS_MIGRATION,
   TENANT_SETTINGS_MIGRATION,
+  SEEN_MIGRATION,
 ];
 
 /** Brings `schema` to the current version; returns the versions this call applied. */

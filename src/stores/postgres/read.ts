@@ -28,7 +28,9 @@ export class Reader {
     // $6..$8: cursor (ts, key, message id); the first page passes no cursor and skips the test.
     const after = (p: string) => `($9::boolean OR (${p}ts, ${p}key, ${p}message_id) > ($6::int8, $7::text, $8::text))`;
     this.sql = {
-      latest: `SELECT key, ts, num, txt, bool FROM ${s}.latest WHERE tenant = $1 AND device = $2 ORDER BY key`,
+      // Keys a replacing snapshot lacked are hidden unless at least as new as it (./seen.ts).
+      latest: `SELECT l.key, l.ts, l.num, l.txt, l.bool FROM ${s}.latest l LEFT JOIN ${s}.device_seen d ON d.tenant = l.tenant AND d.device = l.device
+        WHERE l.tenant = $1 AND l.device = $2 AND (d.snapshot_ts IS NULL OR l.ts >= d.snapshot_ts OR l.key = ANY(d.snapshot_keys)) ORDER BY l.key`,
       oneKey: `SELECT key, ts, message_id, project, num, txt, bool FROM ${s}.points
         WHERE ${series} AND ${after('')} ORDER BY ts, message_id LIMIT $10`,
       allKeys: `SELECT p.* FROM ${s}.latest l CROSS JOIN LATERAL (

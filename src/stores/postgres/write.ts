@@ -31,6 +31,7 @@ import { FluxgateError } from '../../core/errors.js';
 import type { DeadLetter, RawMessage, TelemetryPoint, WriteBatch } from '../store.js';
 import { ident, sqlState } from './codec.js';
 import type { Partitions } from './partitions.js';
+import { Seen } from './seen.js';
 import type { InsertedPoint, Rollups } from './rollups.js';
 
 export type IngestMode = 'insert' | 'copy';
@@ -48,10 +49,13 @@ const INSERTED = 'RETURNING tenant, device, key, ts, message_id, num, txt, bool'
 export class Writer {
   private readonly staged = new WeakSet<pg.PoolClient>();
   private readonly sql;
+  /** Message ids and last seen (./seen.ts), written in each batch's transaction. */
+  readonly seen: Seen;
 
   constructor(private readonly pool: pg.Pool, schema: string, private readonly partitions: Partitions, private readonly mode: IngestMode,
     private readonly rollups: Rollups) {
     const s = ident(schema);
+    this.seen = new Seen(pool, schema);
     this.sql = {
       points: `INSERT INTO ${s}.points (${POINT_COLS})
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::bool[])
@@ -65,9 +69,11 @@ export class Writer {
       messages: `INSERT INTO ${s}.messages (tenant, device, message_id, project, topic, kind, ts, receive_time, payload)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[], $9::bytea[])
         ON CONFLICT DO NOTHING`,
-      deadLetters: `INSERT INTO ${s}.dead_letters (tenant, project, device, topic, message_id, receive_time, reason, payload, failed_at)
-        SELECT *, $9::int8 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::bytea[])
-        ON CONFLICT DO NOTHING`,
+      // A message that fails again updates its dead letter (reason, bytes, time): see deleteDeadLetters' failedBefore.
+      deadLetters: `INSERT INTO ${s}.dead_letters (tenant, project, device, topic, message_id, receive_time, reason, payload, kind, failed_at)
+        SELECT *, $10::int8 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], $8::bytea[], $9::text[])
+        ON CONFLICT (tenant, device, message_id) DO UPDATE SET project = excluded.project, topic = excluded.topic, receive_time = excluded.receive_time,
+          reason = excluded.reason, payload = excluded.payload, kind = excluded.kind, failed_at = excluded.failed_at`,
     };
   }
 
@@ -109,8 +115,9 @@ export class Writer {
       const d = [...batch.deadLetters].sort(byDeadLetterKey);
       await client.query(this.sql.deadLetters, [texts(d.map((x) => x.tenant)), texts(d.map((x) => x.project)), texts(d.map((x) => x.device)),
         texts(d.map((x) => x.topic)), texts(d.map((x) => x.messageId)), numbers(d.map((x) => x.receiveTime)), texts(d.map((x) => x.reason)),
-        byteas(d.map((x) => x.payload)), Date.now()]);
+        byteas(d.map((x) => x.payload)), texts(d.map((x) => x.kind ?? 'telemetry')), Date.now()]);
     }
+    await this.seen.write(client, batch.messages, batch.deadLetters, batch.snapshots);
   }
 
   /** Runs `fn` in one transaction on one pooled connection; a broken connection is not reused. */
