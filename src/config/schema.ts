@@ -15,6 +15,47 @@ interface Meta { env?: string; flag?: string }
 const port = (def: number, description: string, meta: Meta = {}) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: def, description, ...meta });
 
+/** One bridge from an external MQTT broker (src/sources/bridge/): the configuration file's `bridges` items and POST /api/v1/bridges bodies. */
+export const BridgeTemplateSchema = Type.Object({
+  pattern: Type.String({ minLength: 1, description: 'Topic layout, e.g. mtic/msg/client/realtime/{tenant}/{project}/{device}/#.' }),
+  tenant: Type.Optional(Type.String({ description: 'Fixed tenant when the pattern has no {tenant}.' })),
+  project: Type.Optional(Type.String({ description: 'Fixed project when the pattern has no {project} (else `default`).' })),
+  kind: Type.Optional(Type.Union([Type.Literal('telemetry'), Type.Literal('event'), Type.Literal('snapshot'), Type.Literal('attributes')], { description: 'Kind when the pattern has no {kind} (default telemetry).' })),
+  kinds: Type.Optional(Type.Record(Type.String(), Type.Union([Type.Literal('telemetry'), Type.Literal('event'), Type.Literal('snapshot'), Type.Literal('attributes')]), { description: 'Extra words a {kind} level may take.' })),
+  autoProvision: Type.Optional(Type.Boolean({ description: 'Register unknown devices (and projects) on first message; else they are refused and counted.' })),
+}, { additionalProperties: false });
+
+export const BridgeSchema = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$', description: 'Bridge name (letters, digits, . _ -; up to 64): metric label, /readyz component bridge:<name>, REST id.' }),
+  url: Type.String({ pattern: '^(mqtts?|wss?)://[^\\s]+$', description: 'External broker: mqtt://host:1883, mqtts://host:8883, ws:// or wss://.' }),
+  username: Type.Optional(Type.String({ description: 'Login at the external broker.' })),
+  password: Type.Optional(Type.String({ description: 'Password at the external broker; never shown by the REST API.' })),
+  clientId: Type.Optional(Type.String({ minLength: 1, maxLength: 128, description: 'MQTT client id of the persistent session (default fluxgate-bridge-<name>). Keep it stable: the external broker holds the session\'s messages under it.' })),
+  topics: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 100, description: 'Topic filters to subscribe to; wildcards + and #, and $share/<group>/<filter>.' }),
+  qos: Type.Union([Type.Literal(1), Type.Literal(2)], { default: 1, description: 'Subscription QoS (1 or 2).' }),
+  protocolVersion: Type.Union([Type.Literal(4), Type.Literal(5)], { default: 5, description: 'MQTT 3.1.1 (4) or 5.' }),
+  template: Type.Union([Type.String({ minLength: 1, description: 'Id of a topic template of the template registry.' }), BridgeTemplateSchema], { description: 'How topics map to tenant, project, device and kind: a template id or an inline template.' }),
+  tls: Type.Optional(Type.Object({
+    caFile: Type.Optional(Type.String({ description: 'PEM CA bundle file for mqtts:// / wss://.' })),
+    certFile: Type.Optional(Type.String({ description: 'PEM client certificate file.' })),
+    keyFile: Type.Optional(Type.String({ description: 'PEM client key file.' })),
+    ca: Type.Optional(Type.String({ description: 'PEM CA bundle text (instead of caFile).' })),
+    cert: Type.Optional(Type.String({ description: 'PEM client certificate text.' })),
+    key: Type.Optional(Type.String({ description: 'PEM client key text; never shown by the REST API.' })),
+    rejectUnauthorized: Type.Boolean({ default: true, description: 'Refuse a broker certificate that does not verify.' }),
+    servername: Type.Optional(Type.String({ description: 'TLS server name (SNI) when it differs from the URL host.' })),
+  }, { additionalProperties: false })),
+  sessionExpirySeconds: Type.Integer({ minimum: 60, default: 7 * 24 * 3600, description: 'How long the external broker keeps the session (and its messages) while Fluxgate is away, s (MQTT 5; 3.1.1 uses clean=false).' }),
+  receiveMaximum: Type.Integer({ minimum: 1, maximum: 65535, default: 1000, description: 'Unacknowledged QoS 1/2 messages the external broker may send at once (MQTT 5); more share one log sync.' }),
+  keepaliveSeconds: Type.Integer({ minimum: 5, maximum: 65535, default: 30, description: 'MQTT keepalive towards the external broker, s.' }),
+  connectTimeoutMs: Type.Integer({ minimum: 500, default: 10000, description: 'A connection attempt without CONNACK within this many ms fails and is retried.' }),
+  reconnect: Type.Object({
+    initialMs: Type.Integer({ minimum: 10, default: 500, description: 'First reconnect delay, ms.' }),
+    maxMs: Type.Integer({ minimum: 10, default: 30000, description: 'Longest reconnect delay, ms; delays double up to it, with jitter.' }),
+  }, { default: {}, additionalProperties: false }),
+}, { additionalProperties: false });
+export type BridgeConfig = Static<typeof BridgeSchema>;
+
 export const ConfigSchema = Type.Object({
   dataDir: Type.String({ default: './data', minLength: 1, description: 'Directory for the log, the embedded store and the admin key.', env: 'FLUXGATE_DATA_DIR', flag: 'data-dir' }),
   adminKey: Type.Optional(Type.String({ minLength: 16, description: 'Platform admin API key. Unset: generated on first start and kept in <dataDir>/admin.key.', env: 'FLUXGATE_ADMIN_KEY', flag: 'admin-key' })),
@@ -81,6 +122,7 @@ export const ConfigSchema = Type.Object({
     retryMaxMs: Type.Integer({ minimum: 1, default: 30000, description: 'Longest back-off between store write attempts, ms.' }),
   }, { default: {} }),
   templates: Type.Array(TopicTemplateSchema, { default: [], description: 'Platform topic templates (JSON array of {id, pattern, tenant?, project?, kind?, kinds?, autoProvision?}): other topic layouts mapped to tenant, project, device and kind; only these may capture {tenant}. Tenants add their own over REST (/api/v1/templates). README "Topic templates and gateways".' }),
+  bridges: Type.Array(BridgeSchema, { default: [], description: 'Bridges from external MQTT brokers (JSON array; README "Bridges" lists the fields: name, url, username, password, clientId, topics, qos, template, tls, reconnect…). Bridges created over REST are kept in the store.' }),
   cluster: Type.Object({
     nodeId: Type.Optional(Type.String({ minLength: 1, description: 'Name of this node in a cluster (log.backend nats://…), shown in other nodes\' /readyz as the processing leader. Unset: the host name and the process id.', env: 'FLUXGATE_NODE_ID', flag: 'node-id' })),
     leaseTtlMs: Type.Integer({ minimum: 500, default: 4000, description: 'Processing lease time-to-live, ms (4 s): with a nats:// log one node at a time processes; when it dies another takes over after about this long. The first node creates the lease bucket with its value; the others use the bucket\'s.' }),

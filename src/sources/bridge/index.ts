@@ -1,0 +1,199 @@
+/**
+ * @module Bridge source (public surface of src/sources/bridge/): Fluxgate subscribes to external
+ * MQTT brokers and logs what they send, acknowledging each message only once the log holds it
+ * durably (./bridge.ts), exactly once across a crash (./journal.ts), mapped to tenant, project,
+ * device and kind by a topic template (./mapping.ts).
+ *
+ * Bridges come from the configuration file (`bridges`, fixed for the node's life) and from
+ * POST /api/v1/bridges (kept in the store as objects of kind `bridge`, started at once and
+ * again at every start, stopped and forgotten by DELETE). Names are shared by both.
+ * Bridges are platform-wide: a template with {tenant} may route messages to any tenant, so
+ * only the platform admin manages them (src/api/rest/bridges.ts). Passwords and TLS keys of
+ * REST bridges are kept in the store as given (the bridge needs them to log in) and never shown.
+ * /readyz gets one component `bridge:<name>` per bridge; a disconnected bridge is shown there
+ * but does not make the node unready (why: Bridge.component()).
+ */
+import { join } from 'node:path';
+import type { Envelope } from '../../core/envelope.js';
+import { FluxgateError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { Log } from '../../log/log.js';
+import type { Metrics } from '../../observability/metrics.js';
+import type { Store } from '../../stores/store.js';
+import { compileTemplate, type CompiledTemplate } from '../../templates/template.js';
+import type { Source, SourceAddress } from '../source.js';
+import { Bridge, type BridgeStatus } from './bridge.js';
+import { definitionProblems, inlineTemplate, publicView, schemaProblems, withDefaults, type BridgeDefinition } from './definition.js';
+import { BridgeMetrics } from './metrics.js';
+
+export type { BridgeDefinition } from './definition.js';
+export type { BridgeStatus } from './bridge.js';
+export { schemaProblems, publicView } from './definition.js';
+
+/** Object kind under which REST bridges are stored. */
+export const BRIDGE_OBJECT_KIND = 'bridge';
+/** Bridges are platform-wide; their objects live under this tenant key. */
+export const PLATFORM_TENANT = '*';
+
+/** Topic templates by id (the template registry), when the node has one. */
+export interface TemplateLookup {
+  get(id: string): CompiledTemplate | undefined;
+}
+
+export interface BridgeSourceOptions {
+  configured: readonly BridgeDefinition[];
+  log: Log;
+  store: Store;
+  metrics: Metrics;
+  logger: Logger;
+  dataDir: string;
+  templates?: TemplateLookup;
+  onDurable?: (envelopes: Envelope[]) => void;
+}
+
+export interface BridgeView {
+  definition: Record<string, unknown>;
+  origin: 'config' | 'api';
+  status: BridgeStatus | { name: string; state: 'not started'; problems: string[] };
+}
+
+interface Entry { def: BridgeDefinition; origin: 'config' | 'api'; bridge?: Bridge; problems?: string[] }
+
+export class BridgeSource implements Source {
+  readonly name = 'bridges';
+  private readonly entries = new Map<string, Entry>();
+  private readonly bridgeMetrics: BridgeMetrics;
+  private started = false;
+
+  constructor(private readonly opts: BridgeSourceOptions) {
+    this.bridgeMetrics = new BridgeMetrics(opts.metrics, () => [...this.entries.values()].flatMap((e) => (e.bridge ? [e.bridge] : [])));
+  }
+
+  /** Problems of the configured bridges (CONFIG_INVALID at start names them all). */
+  private configProblems(): string[] {
+    const problems: string[] = [];
+    const names = new Set<string>();
+    this.opts.configured.forEach((def, i) => {
+      if (names.has(def.name)) problems.push(`bridges[${i}].name: ${def.name} is used twice`);
+      names.add(def.name);
+      problems.push(...definitionProblems(def, `bridges[${i}].`, this.templateExists()));
+    });
+    return problems;
+  }
+
+  private templateExists(): ((id: string) => boolean) | undefined {
+    const t = this.opts.templates;
+    return t ? (id) => t.get(id) !== undefined : undefined;
+  }
+
+  private templateOf(def: BridgeDefinition): () => CompiledTemplate {
+    if (typeof def.template !== 'string') {
+      const compiled = compileTemplate(inlineTemplate(def, def.template));
+      return () => compiled;
+    }
+    const id = def.template;
+    return () => {
+      const t = this.opts.templates?.get(id);
+      if (!t) throw new Error(`topic template ${id} no longer exists`);
+      return t;
+    };
+  }
+
+  async start(): Promise<SourceAddress[]> {
+    const problems = this.configProblems();
+    if (problems.length) throw new FluxgateError('CONFIG_INVALID', `bridges have ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+    for (const def of this.opts.configured) this.entries.set(def.name, { def, origin: 'config' });
+    for (const o of await this.opts.store.listObjects(BRIDGE_OBJECT_KIND, PLATFORM_TENANT)) {
+      const def = withDefaults(o.body);
+      const p = [...schemaProblems(def), ...(schemaProblems(def).length ? [] : definitionProblems(def, '', this.templateExists()))];
+      if (this.entries.has(o.id)) p.push(`name: ${o.id} is also a bridge of the configuration file, which wins`);
+      if (p.length) {
+        this.opts.logger.error({ bridge: o.id, problems: p }, 'stored bridge not started');
+        if (!this.entries.has(o.id)) this.entries.set(o.id, { def, origin: 'api', problems: p });
+        continue;
+      }
+      this.entries.set(def.name, { def, origin: 'api' });
+    }
+    this.started = true;
+    for (const e of this.entries.values()) if (!e.problems) await this.run(e);
+    return [];
+  }
+
+  private async run(e: Entry): Promise<void> {
+    const bridge = new Bridge(e.def, {
+      log: this.opts.log, store: this.opts.store, metrics: this.opts.metrics, bridgeMetrics: this.bridgeMetrics,
+      logger: this.opts.logger.child({ bridge: e.def.name }), journalDir: join(this.opts.dataDir, 'bridges'),
+      template: this.templateOf(e.def), onDurable: this.opts.onDurable,
+    });
+    await bridge.start();
+    e.bridge = bridge;
+  }
+
+  async stop(): Promise<void> {
+    this.started = false;
+    await Promise.all([...this.entries.values()].map((e) => e.bridge?.stop()));
+  }
+
+  status(): { ok: boolean; detail?: string } {
+    const all = [...this.entries.values()];
+    const up = all.filter((e) => e.bridge?.connected()).length;
+    return { ok: true, detail: `${up} of ${all.length} bridges connected` };
+  }
+
+  /** /readyz components, one per bridge (`bridge:<name>`). */
+  components(): Record<string, { ok: boolean; detail?: string }> {
+    return Object.fromEntries([...this.entries.values()].map((e) => [`bridge:${e.def.name}`, e.bridge ? e.bridge.component() : { ok: true, detail: `not started: ${(e.problems ?? []).join('; ')}` }]));
+  }
+
+  private view(e: Entry): BridgeView {
+    return {
+      definition: publicView(e.def), origin: e.origin,
+      status: e.bridge ? e.bridge.status() : { name: e.def.name, state: 'not started', problems: e.problems ?? [] },
+    };
+  }
+
+  list(): BridgeView[] {
+    return [...this.entries.values()].sort((a, b) => a.def.name.localeCompare(b.def.name)).map((e) => this.view(e));
+  }
+
+  get(name: string): BridgeView {
+    const e = this.entries.get(name);
+    if (!e) throw new FluxgateError('BRIDGE_NOT_FOUND', `no bridge ${name}: list them with GET /api/v1/bridges`);
+    return this.view(e);
+  }
+
+  /** Validates, stores and starts a bridge; BAD_REQUEST names every wrong field. */
+  async create(body: unknown): Promise<BridgeView> {
+    if (!this.started) throw new FluxgateError('SHUTTING_DOWN', 'bridges are not running on this node right now: retry shortly');
+    const def = withDefaults(body);
+    const schema = schemaProblems(def);
+    const problems = schema.length ? schema : definitionProblems(def, '', this.templateExists());
+    if (problems.length) throw new FluxgateError('BAD_REQUEST', `the bridge has ${problems.length} problem(s): ${problems.join('; ')}`, { details: { problems } });
+    if (this.entries.has(def.name)) throw new FluxgateError('BRIDGE_EXISTS', `a bridge named ${def.name} already exists (${this.entries.get(def.name)!.origin === 'config' ? 'in the configuration file' : 'created over REST'}): pick another name or DELETE it first`);
+    const entry: Entry = { def, origin: 'api' };
+    this.entries.set(def.name, entry);
+    try {
+      await this.opts.store.putObject({ kind: BRIDGE_OBJECT_KIND, tenant: PLATFORM_TENANT, id: def.name, body: def, updatedAt: Date.now() });
+      await this.run(entry);
+    } catch (err) {
+      this.entries.delete(def.name);
+      await entry.bridge?.stop();
+      throw err;
+    }
+    return this.view(entry);
+  }
+
+  /** Stops a REST bridge and forgets it (its session on the external broker stays until it expires). */
+  async remove(name: string): Promise<void> {
+    const e = this.entries.get(name);
+    if (!e) throw new FluxgateError('BRIDGE_NOT_FOUND', `no bridge ${name}: list them with GET /api/v1/bridges`);
+    if (e.origin === 'config') throw new FluxgateError('FORBIDDEN', `bridge ${name} comes from the configuration file: remove it there and restart the node`);
+    this.entries.delete(name);
+    await this.opts.store.deleteObject(BRIDGE_OBJECT_KIND, PLATFORM_TENANT, name);
+    await e.bridge?.remove();
+  }
+}
+
+export function createBridgeSource(opts: BridgeSourceOptions): BridgeSource {
+  return new BridgeSource(opts);
+}

@@ -1,0 +1,116 @@
+/**
+ * @module Test helper: a SECOND Mosquitto (not the machine's 127.0.0.1:1883 one) on a free port
+ * with its own configuration and persistence directory in a temp dir (`persistence true`), for
+ * bridge tests. It can be started late (a broker that comes up after the bridge), stopped and
+ * started again on the same port and store; optional users (password file) and no anonymous
+ * access then. Every process started here is killed when the test process exits.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { userInfo } from 'node:os';
+import { freePort } from './nats-server.js';
+import { tempDir, waitFor } from './wait.js';
+
+const CANDIDATES = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto', '/usr/local/sbin/mosquitto', '/usr/local/bin/mosquitto'];
+/** The mosquitto binary, or undefined (tests then skip, saying so). */
+export const MOSQUITTO_BIN: string | undefined = CANDIDATES.find((p) => existsSync(p));
+
+const alive = new Set<ChildProcess>();
+process.on('exit', () => { for (const c of alive) c.kill('SIGKILL'); });
+
+export interface Mosquitto {
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  readonly running: boolean;
+  /** Its stderr/stdout, for failure messages. */
+  readonly output: string;
+  start(): Promise<void>;
+  /** SIGTERM (Mosquitto saves its persistence file) and waits until it is gone. */
+  stop(): Promise<void>;
+  /** Stops it and removes its directory. */
+  destroy(): Promise<void>;
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Creates (and by default starts) a Mosquitto with persistence in a temp dir.
+ * `users` (name → password) turns anonymous access off.
+ */
+export async function createMosquitto(opts: { users?: Record<string, string>; start?: boolean } = {}): Promise<Mosquitto> {
+  if (!MOSQUITTO_BIN) throw new Error('mosquitto is not installed');
+  const tmp = await tempDir('fluxgate-mosquitto-');
+  const port = await freePort();
+  const conf = [
+    `listener ${port} 127.0.0.1`,
+    'persistence true',
+    `persistence_location ${tmp.dir}/`,
+    'persistence_file mosquitto.db',
+    // The bridge's offline session must keep everything a test publishes while Fluxgate is down.
+    'max_queued_messages 1000000',
+    'max_inflight_messages 0',
+    // As root, Mosquitto would switch to user `mosquitto`, which cannot read this private temp dir.
+    `user ${userInfo().username}`,
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+  ];
+  if (opts.users) {
+    const pw = join(tmp.dir, 'passwd');
+    for (const [i, [u, p]] of Object.entries(opts.users).entries()) {
+      const r = spawnSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', pw, u, p]);
+      if (r.status !== 0) throw new Error(`mosquitto_passwd failed: ${r.stderr}`);
+    }
+    conf.push('allow_anonymous false', `password_file ${pw}`);
+  } else {
+    conf.push('allow_anonymous true');
+  }
+  const confPath = join(tmp.dir, 'mosquitto.conf');
+  await writeFile(confPath, conf.join('\n') + '\n');
+
+  let child: ChildProcess | undefined;
+  let output = '';
+  const m: Mosquitto = {
+    port, url: `mqtt://127.0.0.1:${port}`, dir: tmp.dir,
+    get running() { return child !== undefined; },
+    get output() { return output; },
+    async start() {
+      if (child) throw new Error('mosquitto is already running');
+      const c = spawn(MOSQUITTO_BIN!, ['-c', confPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child = c;
+      alive.add(c);
+      c.stdout!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-20_000); });
+      c.stderr!.on('data', (d: Buffer) => { output = (output + d.toString()).slice(-20_000); });
+      let exited = false;
+      c.once('exit', () => { exited = true; alive.delete(c); if (child === c) child = undefined; });
+      await waitFor(async () => {
+        if (exited) throw new Error(`mosquitto exited at start:\n${output}`);
+        return listening(port);
+      }, { timeoutMs: 10_000, what: `mosquitto on port ${port}` });
+    },
+    async stop() {
+      const c = child;
+      if (!c) return;
+      const gone = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 5000))]);
+      if (child === c) { c.kill('SIGKILL'); await gone; }
+    },
+    async destroy() {
+      await m.stop();
+      await tmp.cleanup();
+    },
+  };
+  if (opts.start !== false) await m.start();
+  return m;
+}
