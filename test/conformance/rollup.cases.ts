@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { isFluxgateError } from '../../src/core/errors.js';
+import { foldPoints, toRollup } from '../../src/stores/rollup.js';
 import type { Resolution, Rollup, Store, TelemetryPoint, Value } from '../../src/stores/store.js';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -86,6 +87,24 @@ export function rollupCases(withStore: (fn: (store: Store) => Promise<void>) => 
     assert.deepEqual(await store.rollups(q('1m', { tenant: 'nobody' })), []);
     assert.deepEqual(await store.rollups(q('1m', { key: 'nothing' })), []);
     await assert.rejects(store.rollups(q('5m' as Resolution)), (err) => isFluxgateError(err, 'BAD_REQUEST'));
+  }));
+
+  it('rollups - thousands of points over many series, written twice in other batch cuts, equal a recomputation', () => withStore(async (store) => {
+    const pts: TelemetryPoint[] = [];
+    for (let i = 0; i < 6000; i++) {
+      // 50 devices × 2 keys, 37 s apart: several points per minute bucket, many buckets per hour.
+      pts.push(pt(T0 + Math.floor(i / 100) * 37_000 + (i % 7), i % 11 === 0 ? 'text' : (i * 7919) % 1000 - 500, { device: `dev-${i % 50}`, key: i % 100 < 50 ? 'a' : 'b', messageId: `m-${i}` }));
+    }
+    for (let i = 0; i < pts.length; i += 1500) await write(store, pts.slice(i, i + 1500));
+    const shuffled = [...pts].reverse();
+    for (let i = 0; i < shuffled.length; i += 2500) await write(store, shuffled.slice(i, i + 2500));
+    for (const [device, key] of [['dev-0', 'a'], ['dev-49', 'b'], ['dev-17', 'a']]) {
+      const mine = pts.filter((p) => p.device === device && p.key === key);
+      for (const r of ['1m', '1h'] as const) {
+        const got = await store.rollups(q(r, { device, key }));
+        assert.deepEqual(got, foldPoints(mine, r === '1m' ? MIN : HOUR).map(([b, acc]) => toRollup(b, acc, (v) => v)), `${device}/${key} ${r}`);
+      }
+    }
   }));
 
   it('deleteRollupsBefore - removes whole buckets ending at or before the cutoff, per resolution and tenant; raw points stay', () => withStore(async (store) => {

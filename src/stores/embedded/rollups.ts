@@ -5,13 +5,13 @@
  * Why they are folded at compaction and not per writeBatch: a point is known to be new only
  * once it is checked against `points` (staging dedups only among staged rows), and upserting a
  * series-ordered table per batch dirties one page per series per commit, the very cost staging
- * avoids (./schema.ts; the same choice as latest state, ./latest.ts). So `foldStaged` runs in
- * the compaction transaction, before the staged points move: it folds the staged points that
- * `points` does not hold yet into their buckets. Reads merge the stored buckets with the staged
- * points not yet folded, in one read transaction, so at every commit the roll-ups a reader sees
- * equal a recomputation from the raw points; after a crash, staged points are still staged and
- * are folded by the next compaction. A point replayed after raw retention deleted it is counted
- * again (nothing is left to recognise it by).
+ * avoids (./schema.ts; the same choice as latest state, ./latest.ts). The compaction
+ * (./write.ts), just before it moves the staged points into `points`, folds those that `points`
+ * does not hold yet into their buckets, in the same transaction. Reads merge the stored
+ * buckets with the staged points `points` does not hold yet, in one read transaction, so at
+ * every commit the roll-ups a reader sees equal a recomputation from the raw points; after a
+ * crash, staged points are still staged and the next compaction folds them. A point replayed
+ * after raw retention deleted it is counted again (nothing is left to recognise it by).
  */
 import type { Statement } from 'better-sqlite3';
 import { addPoint, bucketCeil, checkResolution, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
@@ -25,6 +25,7 @@ const TABLE: Record<Resolution, string> = { '1m': 'rollup_1m', '1h': 'rollup_1h'
 const COLS = 15;
 const ROWS_PER_STATEMENT = 100;
 const DELETE_CHUNK = 5_000;
+const RESOLUTIONS = ['1m', '1h'] as const;
 
 /** A staged point `points` does not hold yet (a replay of a compacted point is skipped). */
 const NEW_STAGED = `NOT EXISTS (SELECT 1 FROM points p WHERE p.tenant_id = r.tenant_id AND p.device_id = r.device_id
@@ -34,19 +35,28 @@ type Acc = RollupAcc<SqlValue>;
 interface StoredRow { bucket: number; n: number; num_n: number; min: number | null; max: number | null; sum: number | null;
   first_ts: number; first_mid: string; first_v: SqlValue; last_ts: number; last_mid: string; last_v: SqlValue }
 
-/** Writer side: folds staged points into the tables, and deletes old buckets. */
+/** Buckets of one series being folded: the last bucket touched is kept at hand (rows come mostly in order). */
+interface SeriesFold { t: number; d: number; k: number; compacted: number | undefined; stagedMax: number; buckets: Record<Resolution, Map<number, Acc>>; last: Record<Resolution, { b: number; acc: Acc | undefined }> }
+
+/** Writer side: folds the points a compaction moved into the tables, and deletes old buckets. */
 export class RollupWriter {
   private readonly staged;
+  private readonly exists;
+  private readonly seriesMax;
+  /** Per series (device id → key id), a device time no later than the newest in `points`. */
+  private readonly compactedMax = new Map<number, Map<number, number>>();
   private readonly upserts: Record<Resolution, { many: Statement<unknown[]>; one: Statement<unknown[]> }>;
-  /** One parameter buffer per resolution: both fill at once. */
+  /** One parameter buffer per resolution. */
   private readonly params = { '1m': new Array<unknown>(ROWS_PER_STATEMENT * COLS), '1h': new Array<unknown>(ROWS_PER_STATEMENT * COLS) };
   private readonly tenants;
   private readonly series;
   private readonly deleteSeries: Record<Resolution, Statement<unknown[]>>;
 
   constructor(private readonly db: Db) {
-    this.staged = db.prepare(`SELECT r.tenant_id, r.device_id, r.key_id, r.ts, r.message_id, r.v FROM points_recent r
-      WHERE ${NEW_STAGED} ORDER BY r.tenant_id, r.device_id, r.key_id, r.ts`).raw();
+    // In staging order (by time): no sort; `foldStaged` groups by series itself.
+    this.staged = db.prepare('SELECT tenant_id, device_id, key_id, ts, message_id, v FROM points_recent').raw();
+    this.exists = db.prepare('SELECT 1 FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts = ? AND message_id = ?').pluck();
+    this.seriesMax = db.prepare('SELECT max(ts) FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ?').pluck();
     const upsert = (r: Resolution, n: number) => db.prepare(`INSERT INTO ${TABLE[r]} (tenant_id, device_id, key_id, bucket, n, num_n,
         min, max, sum, first_ts, first_mid, first_v, last_ts, last_mid, last_v) VALUES ${rows(n)}
       ON CONFLICT DO UPDATE SET n = n + excluded.n, num_n = num_n + excluded.num_n,
@@ -66,42 +76,74 @@ export class RollupWriter {
   }
 
   /**
-   * Folds the staged points that are not in `points` yet into both tables. Runs inside the
-   * compaction transaction, before the staged points move. Returns the points folded.
+   * Folds the staged points that `points` does not hold yet (so a replay of a compacted point
+   * is not counted twice) into both tables; runs in the compaction transaction, before the move.
+   * A staged point later than everything its series has in `points` is new without a lookup
+   * (`compactedMax`, learnt per series on first sight); only the others are looked up. SQLite
+   * runs no other statement while one is being read, so lookups and upserts come after the
+   * scan, and the buckets are gathered first (at most one per staged point). Returns the points folded.
    */
   foldStaged(): number {
-    const out = { '1m': new Batcher(this.upserts['1m'], this.params['1m']), '1h': new Batcher(this.upserts['1h'], this.params['1h']) };
-    const ms = { '1m': resolutionMs('1m'), '1h': resolutionMs('1h') };
-    let t = -1, d = -1, k = -1;
-    const cur: Record<Resolution, { bucket: number; acc: Acc | undefined }> = { '1m': { bucket: 0, acc: undefined }, '1h': { bucket: 0, acc: undefined } };
-    const flush = (r: Resolution) => {
-      const c = cur[r];
-      if (c.acc) out[r].add(t, d, k, c.bucket, c.acc);
-      c.acc = undefined;
-    };
-    let n = 0;
-    // Rows come by series, then time: each bucket's points are consecutive.
-    for (const [tenantId, deviceId, keyId, ts, mid, v] of this.staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) {
-      n++;
-      if (tenantId !== t || deviceId !== d || keyId !== k) {
-        flush('1m'); flush('1h');
-        t = tenantId; d = deviceId; k = keyId;
-      }
-      for (const r of ['1m', '1h'] as const) {
-        const c = cur[r];
-        const b = ts - (((ts % ms[r]) + ms[r]) % ms[r]);
-        if (c.acc && c.bucket === b) addPoint(c.acc, ts, mid, v);
-        else {
-          flush(r);
-          c.bucket = b;
-          c.acc = newAcc(ts, mid, v);
+    const ms: Record<Resolution, number> = { '1m': resolutionMs('1m'), '1h': resolutionMs('1h') };
+    const byDevice = new Map<number, Map<number, SeriesFold>>();
+    const order: SeriesFold[] = [];
+    /** Staged rows that may already be in `points`. */
+    const doubtful: Array<[SeriesFold, number, string, SqlValue]> = [];
+    let cur: SeriesFold | undefined;
+    for (const [t, d, k, ts, mid, v] of this.staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) {
+      if (!cur || cur.d !== d || cur.k !== k) {
+        let keys = byDevice.get(d);
+        if (!keys) byDevice.set(d, keys = new Map());
+        cur = keys.get(k);
+        if (!cur) {
+          cur = { t, d, k, compacted: this.compactedMax.get(d)?.get(k), stagedMax: -Infinity,
+            buckets: { '1m': new Map(), '1h': new Map() }, last: { '1m': { b: NaN, acc: undefined }, '1h': { b: NaN, acc: undefined } } };
+          keys.set(k, cur);
+          order.push(cur);
         }
       }
+      if (ts > cur.stagedMax) cur.stagedMax = ts;
+      if (cur.compacted !== undefined && ts > cur.compacted) this.add(cur, ts, mid, v, ms);
+      else doubtful.push([cur, ts, mid, v]);
     }
-    flush('1m'); flush('1h');
-    out['1m'].end();
-    out['1h'].end();
+    for (const f of order) {
+      if (f.compacted === undefined) f.compacted = (this.seriesMax.get(f.t, f.d, f.k) as number | null) ?? -Infinity;
+    }
+    let n = 0;
+    for (const [f, ts, mid, v] of doubtful) {
+      if (ts > f.compacted! || this.exists.get(f.t, f.d, f.k, ts, mid) === undefined) this.add(f, ts, mid, v, ms);
+    }
+    // Upserts in key order: neighbouring rows share pages.
+    order.sort((x, y) => x.t - y.t || x.d - y.d || x.k - y.k);
+    for (const r of RESOLUTIONS) {
+      const out = new Batcher(this.upserts[r], this.params[r]);
+      for (const f of order) for (const [b, acc] of f.buckets[r]) { out.add(f.t, f.d, f.k, b, acc); n += r === '1h' ? acc.count : 0; }
+      out.end();
+    }
+    // After the move `points` holds every staged point. Only ever raised: a rolled-back
+    // compaction leaves it too high, which costs lookups, never a wrong count.
+    for (const f of order) {
+      let keys = this.compactedMax.get(f.d);
+      if (!keys) this.compactedMax.set(f.d, keys = new Map());
+      keys.set(f.k, Math.max(f.compacted!, f.stagedMax));
+    }
     return n;
+  }
+
+  private add(f: SeriesFold, ts: number, mid: string, v: SqlValue, ms: Record<Resolution, number>): void {
+    for (const r of RESOLUTIONS) {
+      const b = ts - (((ts % ms[r]) + ms[r]) % ms[r]);
+      const last = f.last[r];
+      if (last.b === b) {
+        addPoint(last.acc!, ts, mid, v);
+        continue;
+      }
+      let acc = f.buckets[r].get(b);
+      if (acc) addPoint(acc, ts, mid, v);
+      else f.buckets[r].set(b, acc = newAcc(ts, mid, v));
+      last.b = b;
+      last.acc = acc;
+    }
   }
 
   /** Deletes whole buckets ending at or before `cutoff`, series by series; yields between chunks. */
