@@ -16,6 +16,7 @@ import { isFluxgateError } from '../../src/core/errors.js';
 import type { DeadLetter, DeviceRecord, Page, RawMessage, Store, TelemetryPoint, Value } from '../../src/stores/store.js';
 import { objectsCases } from './objects.cases.js';
 import { rollupCases } from './rollup.cases.js';
+import { seenCases } from './seen.cases.js';
 import { tenancyCases } from './tenancy.cases.js';
 
 export interface StoreSuiteOptions {
@@ -347,5 +348,6 @@ export function runStoreSuite(opts: StoreSuiteOptions): void {
     tenancyCases(withStore);
     objectsCases(withStore);
     rollupCases(withStore);
+    seenCases(withStore);
   });
 }
