@@ -30,6 +30,7 @@ for (let i = 0; i < Number(values.devices); i++) {
 const registry: RegistryStore = {
   async findDeviceByTokenHash(h) { return byHash.get(h); },
   async createDevice() { throw new Error('read-only registry'); },
+  async createDevices() { throw new Error('read-only registry'); },
   async getDevice(_t, id) { return [...byHash.values()].find((d) => d.id === id); },
   async listDevices() { return { items: [] }; },
   async updateDevice() { return undefined; },

@@ -115,3 +115,44 @@ export async function runProject(call: RestCall, args: string[]): Promise<void> 
     default: throw new Error(`unknown project command ${JSON.stringify(verb ?? '')}: use project create <name> | project list`);
   }
 }
+
+/**
+ * `fluxgate device import <file.csv|file.json> [--out FILE]`: one bulk call (all or none). The
+ * tokens come back once, as CSV id,project,token, to --out or stdout; bad rows are listed by row.
+ */
+export async function runDeviceImport(url: string, key: string, tenant: string | undefined, args: string[], flags: Record<string, string>): Promise<void> {
+  const file = args[0];
+  if (!file) throw new Error('usage: fluxgate device import <file.csv|file.json> [--out tokens.csv]');
+  const { readFile, writeFile } = await import('node:fs/promises');
+  let body: string;
+  try {
+    body = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${(err as Error).message}`);
+  }
+  const csv = /\.csv$/i.test(file) || (!/\.json$/i.test(file) && !/^\s*[[{]/.test(body));
+  const headers: Record<string, string> = { authorization: `Bearer ${key}`, 'content-type': csv ? 'text/csv' : 'application/json', accept: 'text/csv' };
+  if (tenant) headers['x-fluxgate-tenant'] = tenant;
+  let res: Response;
+  try {
+    res = await fetch(`${url}/api/v1/devices/bulk`, { method: 'POST', headers, body });
+  } catch (err) {
+    throw new Error(`cannot reach a node at ${url} (${(err as Error).cause ?? (err as Error).message}): start one with npm start, or pass --url / FLUXGATE_URL`);
+  }
+  const text = await res.text();
+  if (!res.ok) {
+    let json: any;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    const rows = (json?.errors ?? []) as Array<{ row: number; field: string; message: string }>;
+    const list = rows.slice(0, 50).map((e) => `  row ${e.row}${e.field ? ` (${e.field})` : ''}: ${e.message}`).join('\n');
+    throw new Error(`${json?.code ?? res.status}: ${json?.message ?? text}${list ? `\n${list}${rows.length > 50 ? `\n  … and ${rows.length - 50} more` : ''}` : ''}`);
+  }
+  const count = text.trim().split('\n').length - 1;
+  if (flags.out && flags.out !== 'true') {
+    await writeFile(flags.out, text, { mode: 0o600 });
+    console.error(`${count} devices created; their tokens (shown once) are in ${flags.out}`);
+  } else {
+    process.stdout.write(text);
+    console.error(`${count} devices created; the tokens above are shown once: keep them`);
+  }
+}

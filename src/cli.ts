@@ -8,7 +8,7 @@ import { clientSettings } from './config/client.js';
 import { isFluxgateError } from './core/errors.js';
 import { startNode, VERSION, type RunningNode } from './node.js';
 import { simulate, simulateOptions } from './simulate/simulate.js';
-import { restCaller, runKey, runProject, runTenant } from './cli-tenancy.js';
+import { restCaller, runDeviceImport, runKey, runProject, runTenant } from './cli-tenancy.js';
 
 const USAGE = `fluxgate ${VERSION} — IoT telemetry platform
 
@@ -20,6 +20,7 @@ Usage:
   fluxgate device disable|enable <id>
   fluxgate device rotate <id>                   new token; the old one stops working
   fluxgate device delete <id>
+  fluxgate device import <file.csv|file.json> [--out F]   up to 10,000 devices, all or none; prints id,project,token
   fluxgate tenant create <id> [--name N]        platform admin: new tenant, prints its first admin key
   fluxgate tenant list
   fluxgate tenant show <id>                     its settings: own and effective (node defaults)
@@ -128,6 +129,7 @@ async function runDevice(args: string[], flags: Record<string, string>): Promise
     case 'disable': case 'enable': await call('PATCH', `/api/v1/devices/${need()}`, { disabled: verb === 'disable' }); console.log(`device ${id} ${verb}d`); return;
     case 'rotate': console.log(`token: ${(await call('POST', `/api/v1/devices/${need()}/token`)).token}`); return;
     case 'delete': await call('DELETE', `/api/v1/devices/${need()}`); console.log(`device ${id} deleted`); return;
+    case 'import': return runDeviceImport(client.url, client.key, flags.tenant, args.slice(1), flags);
     default: throw new Error(`unknown device command ${JSON.stringify(verb ?? '')}\n\n${USAGE}`);
   }
 }

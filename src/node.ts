@@ -26,6 +26,7 @@ import { createApiServer, routeTable, type RouteEntry } from './api/server.js';
 import { LiveHub } from './api/live/hub.js';
 import { relayLiveOverNats } from './api/live/nats-relay.js';
 import { Admission } from './sources/admission.js';
+import { Quotas } from './sources/quota.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
 import { RetentionScheduler } from './retention/index.js';
@@ -104,6 +105,10 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     cleanups.push(() => store.close());
 
     const deviceAuth = new DeviceAuth(store);
+    // Tenant quotas (rate, payload, devices) from a cache of every tenant's settings.
+    const quotas = new Quotas(store, config, metrics, logger.child({ component: 'quotas' }));
+    await quotas.start();
+    cleanups.push(async () => quotas.stop());
     // Topic templates: configuration's and the tenants' (store); MQTT and bridges resolve topics through it.
     const templates = new TemplateRegistry({ store, config: config.templates, metrics, logger: logger.child({ component: 'templates' }) });
     await templates.open();
@@ -127,13 +132,13 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     });
     cleanups.push(() => retention.stop());
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, quotas, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
       onIngested: mqtt ? (envelopes) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
-      tenantConfig: config,
+      tenantConfig: config, quotas, onTenantChanged: (t) => quotas.update(t),
       accepting: () => accepting,
       retention,
       components: () => ({

@@ -7,7 +7,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { FluxgateError, isFluxgateError, type ErrorCode } from '../core/errors.js';
 
-export interface ErrorBody { code: ErrorCode; message: string }
+/** `errors`: every problem of a request that has several, e.g. the rows of a bulk import ({ row, field, message }). */
+export interface ErrorBody { code: ErrorCode; message: string; errors?: unknown[] }
 
 export function toFluxgateError(err: FastifyError | Error, bodyLimit: number): FluxgateError {
   if (isFluxgateError(err)) return err;
@@ -43,6 +44,7 @@ export function errorHandler(bodyLimit: number) {
     const fx = toFluxgateError(err, bodyLimit);
     if (fx.status >= 500 && fx.code !== 'LOG_OVERLOADED' && fx.code !== 'SHUTTING_DOWN') req.log.error({ err }, fx.message);
     if (fx.spec.retryable) reply.header('Retry-After', String((fx.details?.retryAfterSeconds as number | undefined) ?? 1));
-    void reply.status(fx.status).send({ code: fx.code, message: fx.message } satisfies ErrorBody);
+    const list = fx.details?.errors;
+    void reply.status(fx.status).send({ code: fx.code, message: fx.message, ...(Array.isArray(list) ? { errors: list } : {}) } satisfies ErrorBody);
   };
 }

@@ -29,6 +29,7 @@ import { liveRoutes } from './live/routes.js';
 import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
 import type { Admission } from '../sources/admission.js';
+import type { Quotas } from '../sources/quota.js';
 import type { Envelope } from '../core/envelope.js';
 import { retentionRoutes, type RetentionScheduler } from '../retention/index.js';
 
@@ -61,6 +62,8 @@ export interface ApiServerOptions {
   tenantConfig: Pick<Config, 'tenants'>;
   /** Told of a tenant's settings change made through this node. */
   onTenantChanged?: (tenant: TenantRecord) => void;
+  /** Tenant quotas: HTTP ingest (rate, payload) and device creation (devices). */
+  quotas?: Quotas;
 }
 
 /** One route of the server (method and URL pattern), as Fastify's onRoute hook saw it. */
@@ -105,8 +108,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
     return reply.header('content-type', opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
   });
-  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, admission: opts.admission, onDurable: opts.onIngested, accepting: opts.accepting });
-  await app.register(deviceRoutes, { store: opts.store, deviceAuth: opts.deviceAuth, apiAuth });
+  await app.register(httpIngestRoutes, { log: opts.log, auth: opts.deviceAuth, metrics: opts.metrics, bodyLimitBytes: opts.bodyLimitBytes, retryAfterSeconds: opts.retryAfterSeconds, admission: opts.admission, quotas: opts.quotas, onDurable: opts.onIngested, accepting: opts.accepting });
+  await app.register(deviceRoutes, { store: opts.store, deviceAuth: opts.deviceAuth, apiAuth, tenantConfig: opts.tenantConfig, quotas: opts.quotas });
   await app.register(telemetryRoutes, { store: opts.store, apiAuth });
   await app.register(messageRoutes, { store: opts.store, apiAuth });
   await app.register(deadLetterRoutes, { store: opts.store, log: opts.log, apiAuth, metrics: opts.metrics });

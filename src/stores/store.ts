@@ -167,6 +167,13 @@ export interface ObjectStore {
 export interface RegistryStore {
   /** Rejects with DEVICE_EXISTS when (tenant, id) exists. */
   createDevice(device: DeviceRecord): Promise<void>;
+  /**
+   * Creates devices of one tenant, all or none (one transaction). Rejects DEVICE_EXISTS when any
+   * id exists (details.ids: those ids), QUOTA_DEVICES when the tenant would then have more than
+   * `maxDevices` (0 or absent: no limit; counted inside the transaction, so two creators at once
+   * cannot both pass), BAD_REQUEST for devices of several tenants or an id given twice.
+   */
+  createDevices(devices: DeviceRecord[], opts?: { maxDevices?: number }): Promise<void>;
   getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined>;
   listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>>;
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined>;

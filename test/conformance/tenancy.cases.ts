@@ -98,4 +98,32 @@ export function tenancyCases(withStore: (fn: (store: Store) => Promise<void>) =>
     assert.equal(await store.updateTenant('nobody', { settings: { maxDevices: 1 } }), undefined);
     assert.equal(await store.getTenant('nobody'), undefined, 'a patch never creates a tenant');
   }));
+
+  it('createDevices - all or none: an existing id (listed), a repeated id or mixed tenants create nothing; the device quota is counted in the transaction', () => withStore(async (store) => {
+    const dev = (id: string, tenant = 'acme') => ({ tenant, id, project: 'default', tokenHash: `h-${tenant}-${id}`, disabled: false, createdAt: T0 });
+    await store.createTenant({ id: 'acme', name: 'A', createdAt: T0 });
+    await store.createTenant({ id: 'beta', name: 'B', createdAt: T0 });
+    await store.createDevices([]);
+    await store.createDevices(Array.from({ length: 500 }, (_, i) => dev(`d${i}`)));
+    assert.equal((await store.listDevices('acme', 1000)).items.length, 500);
+    assert.deepEqual(await store.findDeviceByTokenHash('h-acme-d499'), dev('d499'));
+    const exists = await store.createDevices([dev('n1'), dev('d3'), dev('n2'), dev('d7')]).then(() => undefined, (e) => e);
+    assert.ok(isFluxgateError(exists, 'DEVICE_EXISTS'));
+    assert.deepEqual([...(exists.details?.ids as string[])].sort(), ['d3', 'd7']);
+    assert.equal(await store.getDevice('acme', 'n1'), undefined, 'nothing of a refused batch is created');
+    await assert.rejects(store.createDevices([dev('n1'), dev('n1')]), code('BAD_REQUEST'));
+    await assert.rejects(store.createDevices([dev('n1'), dev('n2', 'beta')]), code('BAD_REQUEST'));
+    await assert.rejects(store.createDevices([dev('n3'), { ...dev('n4'), tokenHash: 'h-acme-d0' }]), code('BAD_REQUEST'));
+    assert.equal(await store.getDevice('acme', 'n3'), undefined);
+    // The same ids in another tenant are that tenant's own.
+    await store.createDevices([dev('d3', 'beta')]);
+    // Quota: 500 + 3 > 502 refused whole; 2 fit; then nothing more.
+    await assert.rejects(store.createDevices([dev('q1'), dev('q2'), dev('q3')], { maxDevices: 502 }), code('QUOTA_DEVICES'));
+    assert.equal(await store.getDevice('acme', 'q1'), undefined);
+    await store.createDevices([dev('q1'), dev('q2')], { maxDevices: 502 });
+    await assert.rejects(store.createDevices([dev('q3')], { maxDevices: 502 }), code('QUOTA_DEVICES'));
+    await store.createDevices([dev('q3')], { maxDevices: 0 });
+    assert.equal((await store.listDevices('acme', 1000)).items.length, 503);
+    assert.equal((await store.listDevices('beta', 1000)).items.length, 1);
+  }));
 }

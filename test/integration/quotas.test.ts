@@ -7,7 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import mqtt, { type IPublishPacket, type Packet } from 'mqtt';
 import { apiClient, startTestNode, type TestNode } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait.js';
+
+const metric = async (t: TestNode, tenant: string, quota: string) => {
+  const m = new RegExp(`fluxgate_quota_refused_total\\{tenant="${tenant}",quota="${quota}"\\} (\\d+)`).exec(await (await fetch(`${t.url}/metrics`)).text());
+  return m ? Number(m[1]) : 0;
+};
 
 describe('tenant settings over REST', () => {
   let t: TestNode;
@@ -71,5 +78,84 @@ describe('tenant settings over REST', () => {
     assert.equal((await t.api('PATCH', '/api/v1/tenants/nobody', { settings: { maxDevices: 1 } })).status, 404);
     assert.equal((await fetch(`${t.url}/api/v1/tenants/acme`)).status, 401);
     assert.equal((await apiClient(t.url, betaKey)('PATCH', '/api/v1/tenants/beta', { settings: { maxDevices: 0 } })).status, 403);
+  });
+});
+
+describe('quotas on messages (rate, payload) over HTTP and MQTT', () => {
+  let t: TestNode;
+  const tokens: Record<string, string> = {};
+  const send = (device: string, body: unknown) => fetch(`${t.url}/api/v1/devices/${device}/telemetry`, {
+    method: 'POST', headers: { authorization: `Bearer ${tokens[device]}`, 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+  before(async () => {
+    t = await startTestNode();
+    for (const [tenant, device] of [['acme', 'a1'], ['beta', 'b1'], ['mq', 'm1'], ['mq', 'm2']]) {
+      if ((await t.api('GET', `/api/v1/tenants/${tenant}`)).status === 404) assert.equal((await t.api('POST', '/api/v1/tenants', { id: tenant })).status, 201);
+      const r = await t.api('POST', `/api/v1/devices?tenant=${tenant}`, { id: device });
+      assert.equal(r.status, 201);
+      tokens[device] = r.body.token;
+    }
+  });
+  after(() => t?.stop());
+
+  it('HTTP: over the rate is 429 with Retry-After, counted; another tenant meanwhile is not slowed; a batch over the burst is refused whole', async () => {
+    assert.equal((await t.api('PATCH', '/api/v1/tenants/acme', { settings: { messagesPerSecond: 0.5, burstMessages: 3 } })).status, 200);
+    for (let i = 0; i < 3; i++) assert.equal((await send('a1', { v: i })).status, 202, `message ${i} within the burst`);
+    const over = await send('a1', { v: 99 });
+    assert.equal(over.status, 429);
+    const body = await over.json();
+    assert.equal(body.code, 'QUOTA_RATE');
+    assert.match(body.message, /0\.5 messages per second/);
+    const retryAfter = Number(over.headers.get('retry-after'));
+    assert.ok(retryAfter >= 1 && retryAfter <= 2, `Retry-After ${over.headers.get('retry-after')}`);
+    // beta has no quota: 50 messages, all taken, while acme is refused.
+    const started = performance.now();
+    for (let i = 0; i < 50; i++) assert.equal((await send('b1', { v: i })).status, 202);
+    assert.ok(performance.now() - started < 5000);
+    assert.equal((await send('a1', { v: 100 })).status, 429, 'acme is still over');
+    assert.equal(await metric(t, 'acme', 'rate'), 2);
+    assert.equal(await metric(t, 'beta', 'rate'), 0);
+    const batch = await send('a1', [{ v: 1 }, { v: 2 }, { v: 3 }, { v: 4 }]);
+    assert.equal(batch.status, 429);
+    assert.match((await batch.json()).message, /at most 3 per request/);
+    // After Retry-After the bucket has refilled: accepted again.
+    const back = await waitFor(async () => { const r = await send('a1', { v: 7 }); return r.status === 202 ? r : undefined; }, { timeoutMs: 5000, intervalMs: 500, what: 'acme accepted again' });
+    assert.equal(back.status, 202);
+    // What was refused was never stored: the latest v is the last accepted one.
+    await waitFor(async () => (await t.api('GET', '/api/v1/devices/a1/latest?tenant=acme')).body?.latest?.v?.value === 7, { what: 'accepted message stored' });
+  });
+
+  it('HTTP: a message over maxPayloadBytes is 413 QUOTA_PAYLOAD, counted, and none of its batch is taken', async () => {
+    assert.equal((await t.api('PATCH', '/api/v1/tenants/beta', { settings: { maxPayloadBytes: 40 } })).status, 200);
+    assert.equal((await send('b1', { v: 'small' })).status, 202);
+    const r = await send('b1', [{ v: 'ok' }, { v: 'x'.repeat(100) }]);
+    assert.equal(r.status, 413);
+    assert.equal((await r.json()).code, 'QUOTA_PAYLOAD');
+    assert.equal(await metric(t, 'beta', 'payload'), 2);
+    await waitFor(async () => (await t.api('GET', '/api/v1/devices/b1/latest?tenant=beta')).body?.latest?.v?.value === 'small', { what: 'the small message stored' });
+  });
+
+  it('MQTT: over the rate, v5 PUBACK/PUBREC 0x97 and 3.1.1 acknowledged and dropped; counted; nothing logged', async () => {
+    assert.equal((await t.api('PATCH', '/api/v1/tenants/mq', { settings: { messagesPerSecond: 0.2, burstMessages: 2 } })).status, 200);
+    const url = t.node.addresses.find((x) => x.name === 'mqtt')!.url;
+    const v5 = await mqtt.connectAsync(url, { protocolVersion: 5, username: tokens.m1, reconnectPeriod: 0, clientId: 'quota-v5' });
+    const acks: Array<{ cmd: string; reasonCode?: number }> = [];
+    v5.on('packetreceive', (p: Packet) => { if (p.cmd === 'puback' || p.cmd === 'pubrec') acks.push({ cmd: p.cmd, reasonCode: (p as { reasonCode?: number }).reasonCode }); });
+    const publish = (c: mqtt.MqttClient, topic: string, v: number, qos: 1 | 2) => new Promise<void>((resolve) => c.publish(topic, JSON.stringify({ v }), { qos }, () => resolve()));
+    await publish(v5, 'devices/m1/telemetry', 1, 1);
+    await publish(v5, 'devices/m1/telemetry', 2, 2);
+    await publish(v5, 'devices/m1/telemetry', 3, 1);
+    await publish(v5, 'devices/m1/telemetry', 4, 2);
+    await waitFor(() => acks.length >= 4, { what: 'four acknowledgements' });
+    assert.deepEqual(acks.map((a) => [a.cmd, a.reasonCode ?? 0]), [['puback', 0], ['pubrec', 0], ['puback', 0x97], ['pubrec', 0x97]]);
+    await v5.endAsync();
+    const v3 = await mqtt.connectAsync(url, { protocolVersion: 4, username: tokens.m2, reconnectPeriod: 0, clientId: 'quota-v3' });
+    await publish(v3, 'devices/m2/telemetry', 5, 1); // acknowledged (3.1.1 has no refusal code) and dropped
+    await v3.endAsync();
+    assert.equal(await metric(t, 'mq', 'rate'), 3);
+    await waitFor(async () => (await t.api('GET', '/api/v1/devices/m1/latest?tenant=mq')).body?.latest?.v?.value === 2, { what: 'the accepted messages stored' });
+    const m2 = await t.api('GET', '/api/v1/devices/m2/latest?tenant=mq');
+    assert.deepEqual(m2.body.latest ?? {}, {}, 'the dropped 3.1.1 message was not stored');
   });
 });

@@ -18,6 +18,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import { parseDeviceTime } from '../../process/decode.js';
 import { bearerToken } from '../../api/auth.js';
 import type { Admission } from '../admission.js';
+import type { Quotas } from '../quota.js';
 
 export interface HttpIngestOptions {
   log: Log;
@@ -26,6 +27,8 @@ export interface HttpIngestOptions {
   bodyLimitBytes: number;
   retryAfterSeconds: number;
   admission: Admission;
+  /** Tenant quotas (rate, payload size); absent: none. */
+  quotas?: Quotas;
   /** Told what was made durable (the node routes it to MQTT subscribers). */
   onDurable?: (envelopes: Envelope[]) => void;
   /** False while the node is stopping: new messages get 503 SHUTTING_DOWN. */
@@ -36,7 +39,7 @@ const KIND_BY_PATH: Record<string, MessageKind> = { telemetry: 'telemetry', even
 
 const Accepted = Type.Object({ accepted: Type.Integer({ description: 'Messages made durable.' }) });
 const ErrorReply = Type.Object({ code: Type.String(), message: Type.String() });
-const responses = { 202: Accepted, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 413: ErrorReply, 415: ErrorReply, 503: ErrorReply };
+const responses = { 202: Accepted, 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 413: ErrorReply, 415: ErrorReply, 429: ErrorReply, 503: ErrorReply };
 const BODY_DOC = 'Body: a JSON object of key → value, or an array of them; optional `ts` (epoch ms or ISO 8601) and `id` (message id) in each. Header `Idempotency-Key` gives a message id to a body without `id`. Answers 202 once the log holds the messages durably.';
 
 function outcomeOf(err: unknown): string {
@@ -46,6 +49,7 @@ function outcomeOf(err: unknown): string {
     case 'FORBIDDEN': case 'DEVICE_DISABLED': case 'DEVICE_MISMATCH': return 'forbidden';
     case 'LOG_OVERLOADED': case 'SHUTTING_DOWN': case 'LOG_UNAVAILABLE': return 'overloaded';
     case 'SNAPSHOT_SHED': return 'shed';
+    case 'QUOTA_RATE': case 'QUOTA_PAYLOAD': return 'quota';
     default: return 'bad_request';
   }
 }
@@ -113,6 +117,9 @@ export async function httpIngestRoutes(app: FastifyInstance, opts: HttpIngestOpt
         opts.admission.shed(who.tenant, 'http', envelopes.length);
         throw new FluxgateError('SNAPSHOT_SHED', 'processing is behind: this snapshot was not taken (events and telemetry still are); the next periodic snapshot will be');
       }
+      // Tenant quotas: the whole body passes or none of it (429 + Retry-After, or 413), counted per tenant.
+      const over = opts.quotas?.check(who.tenant, envelopes.length, envelopes.reduce((m, e) => Math.max(m, e.payload.length), 0));
+      if (over) throw over;
       const end = metrics.logAppendSeconds.startTimer();
       await log.append(envelopes);
       end();

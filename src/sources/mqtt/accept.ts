@@ -92,6 +92,8 @@ function submit(broker: Broker, tenant: string, project: string, device: string,
     admission.shed(tenant, 'mqtt');
     return waiter.done('shed');
   }
+  // Tenant quotas (src/sources/quota.ts): over its rate or payload size, refused and counted; never logged.
+  if (broker.opts.quotas?.check(tenant, 1, msg.payload.length)) return waiter.done('quota');
   const now = Date.now();
   const envelope: Envelope = {
     tenant,

@@ -27,6 +27,7 @@ import { SubscriptionTree, type SubOptions } from './subscriptions.js';
 import { classifyPublish, maySubscribe, parseFilter, topicMatches, type ClientIdentity, type ParsedFilter, type PublishRoute } from './topics.js';
 import { scheduleWill } from './will.js';
 import { startMqttCluster, type MqttCluster, type MqttClusterOptions } from './cluster/index.js';
+import type { Quotas } from '../quota.js';
 
 /** Authenticates application clients (API keys); arrives with the tenancy work. Returns undefined for "not an application credential". */
 export interface AppAuthenticator {
@@ -46,6 +47,8 @@ export interface BrokerOptions {
   apps?: AppAuthenticator;
   /** Snapshots are refused first while processing lags (v5 PUBACK 0x97; 3.1.1 acknowledged and dropped), counted. */
   admission?: Admission;
+  /** Tenant quotas (rate, payload size): device data over them is refused (v5 0x97; 3.1.1 acknowledged and dropped), counted (src/sources/quota.ts). */
+  quotas?: Quotas;
   /** Topic templates: other topic layouts taken as device data, from devices for themselves and gateways (API keys) for their tenant (accept.ts). */
   templates?: TemplateRegistry;
   /** Cluster mode (log.backend nats://…): deliveries, shared subscriptions and sessions across nodes (cluster/index.ts). */

@@ -90,9 +90,9 @@ class PendingPublish implements PublishWaiter {
       broker.logger.warn({ err, client: session.clientId }, 'mqtt publish not logged');
       return conn.close((err as { code?: string } | undefined)?.code === 'LOG_OVERLOADED' ? 0x89 : 0x80, 'error');
     }
-    // A refused publish: v5 answers 0x87 (not allowed) or 0x97 (snapshot shed under overload);
+    // A refused publish: v5 answers 0x87 (not allowed) or 0x97 (snapshot shed under overload, or tenant over its quota);
     // v3.1.1 has no refusal code, so it is acknowledged and dropped (counted).
-    const reasonCode = !conn.v5 ? 0 : outcome === 'forbidden' ? 0x87 : outcome === 'shed' ? 0x97 : 0;
+    const reasonCode = !conn.v5 ? 0 : outcome === 'forbidden' ? 0x87 : outcome === 'shed' || outcome === 'quota' ? 0x97 : 0;
     if (qos === 2) {
       // The session remembers the id even if this connection is gone: a retry on the next one gets PUBREC, not a second append.
       if (reasonCode >= 0x80) session.incomingQos2.delete(id);

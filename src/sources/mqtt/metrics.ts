@@ -10,7 +10,7 @@ function reuse<T>(registry: Registry, name: string, make: () => T): T {
   return (registry.getSingleMetric(name) as T | undefined) ?? make();
 }
 
-const OUTCOMES = ['accepted', 'routed', 'forbidden', 'invalid', 'too_large', 'error', 'duplicate', 'shed'] as const;
+const OUTCOMES = ['accepted', 'routed', 'forbidden', 'invalid', 'too_large', 'error', 'duplicate', 'shed', 'quota'] as const;
 export type PublishOutcome = (typeof OUTCOMES)[number];
 const OUTCOME_INDEX = Object.fromEntries(OUTCOMES.map((o, i) => [o, i])) as Record<PublishOutcome, number>;
 
@@ -41,7 +41,7 @@ export class MqttMetrics {
     this.connects = reuse(r, 'fluxgate_mqtt_connects_total', () => new Counter({ name: 'fluxgate_mqtt_connects_total', help: 'MQTT CONNECT attempts by outcome (accepted, unauthenticated, forbidden, refused, protocol).', labelNames: ['outcome'] as const, registers }));
     this.packetsIn = reuse(r, 'fluxgate_mqtt_packets_received_total', () => new Counter({ name: 'fluxgate_mqtt_packets_received_total', help: 'MQTT packets received by type.', labelNames: ['type'] as const, registers }));
     this.packetsOut = reuse(r, 'fluxgate_mqtt_packets_sent_total', () => new Counter({ name: 'fluxgate_mqtt_packets_sent_total', help: 'MQTT packets sent by type.', labelNames: ['type'] as const, registers }));
-    this.publishes = reuse(r, 'fluxgate_mqtt_publishes_total', () => new Counter({ name: 'fluxgate_mqtt_publishes_total', help: 'PUBLISH packets from clients by tenant, QoS and outcome (accepted = logged durably, routed = delivered without logging, forbidden, invalid, too_large, error, duplicate).', labelNames: ['tenant', 'qos', 'outcome'] as const, registers }));
+    this.publishes = reuse(r, 'fluxgate_mqtt_publishes_total', () => new Counter({ name: 'fluxgate_mqtt_publishes_total', help: 'PUBLISH packets from clients by tenant, QoS and outcome (accepted = logged durably, routed = delivered without logging, forbidden, invalid, too_large, error, duplicate, shed, quota = over a tenant quota).', labelNames: ['tenant', 'qos', 'outcome'] as const, registers }));
     this.pubackSeconds = reuse(r, 'fluxgate_mqtt_puback_seconds', () => new Histogram({ name: 'fluxgate_mqtt_puback_seconds', help: 'Time from a QoS 1/2 PUBLISH received to its PUBACK/PUBREC sent (includes the durable log append).', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1], registers }));
     this.backpressureSeconds = reuse(r, 'fluxgate_mqtt_backpressure_seconds_total', () => new Counter({ name: 'fluxgate_mqtt_backpressure_seconds_total', help: 'Seconds the broker stopped reading sockets because the log was over its limit.', registers }));
     this.slowSubscribers = reuse(r, 'fluxgate_mqtt_slow_subscribers_total', () => new Counter({ name: 'fluxgate_mqtt_slow_subscribers_total', help: 'Subscribers disconnected because their queue passed mqtt.maxQueuedMessages.', registers }));

@@ -129,6 +129,7 @@ export class EmbeddedStore implements Store {
   rollups(q: RollupQuery): Promise<Rollup[]> { return this.call('rollups', [q]); }
   deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number> { return this.call('deleteRollupsBefore', [resolution, cutoff, tenant]); }
   createDevice(device: DeviceRecord): Promise<void> { return this.call('createDevice', [device]); }
+  createDevices(devices: DeviceRecord[], opts?: { maxDevices?: number }): Promise<void> { return this.call('createDevices', [devices, opts]); }
   getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> { return this.call('getDevice', [tenant, id]); }
   listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>> { return this.call('listDevices', [tenant, limit, after]); }
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.call('updateDevice', [tenant, id, patch]); }

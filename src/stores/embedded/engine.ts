@@ -69,6 +69,7 @@ export class Engine {
       case 'forgetMessageIds': return this.writer.seen.forgetBefore(a[0]);
       case 'deleteBefore': return this.retention!.deleteBefore(a[0], a[1]);
       case 'createDevice': return this.registry.createDevice(a[0]);
+      case 'createDevices': return this.registry.createDevices(a[0], a[1]);
       case 'getDevice': return this.registry.getDevice(a[0], a[1]);
       case 'listDevices': return this.registry.listDevices(a[0], a[1], a[2]);
       case 'updateDevice': return this.registry.updateDevice(a[0], a[1], a[2]);

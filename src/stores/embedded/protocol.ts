@@ -8,7 +8,7 @@ import { ERRORS, FluxgateError, type ErrorCode } from '../../core/errors.js';
 
 export type Op =
   | 'writeBatch' | 'latest' | 'range' | 'aggregate' | 'messages' | 'deadLetters' | 'deleteDeadLetters' | 'deleteBefore'
-  | 'createDevice' | 'getDevice' | 'listDevices' | 'updateDevice' | 'deleteDevice' | 'findDeviceByTokenHash'
+  | 'createDevice' | 'createDevices' | 'getDevice' | 'listDevices' | 'updateDevice' | 'deleteDevice' | 'findDeviceByTokenHash'
   | 'createTenant' | 'getTenant' | 'listTenants' | 'updateTenant' | 'createProject' | 'getProject' | 'listProjects'
   | 'createApiKey' | 'listApiKeys' | 'revokeApiKey' | 'findApiKeyByHash'
   | 'putObject' | 'getObject' | 'listObjects' | 'deleteObject'

@@ -6,6 +6,7 @@
  */
 import { FluxgateError } from '../../core/errors.js';
 import type { DevicePatch, DeviceRecord, Page } from '../store.js';
+import { checkBatch, devicesExist, overQuota } from '../device-batch.js';
 import { decodeCursor, encodeCursor } from './codec.js';
 import { checkLimit } from './read.js';
 import type { Db } from './schema.js';
@@ -23,6 +24,7 @@ export class Registry {
   private readonly update;
   private readonly del;
   private readonly byToken;
+  private readonly count;
 
   constructor(private readonly db: Db) {
     this.insert = db.prepare(`INSERT INTO devices (tenant, id, project, token_hash, disabled, created_at) VALUES (?, ?, ?, ?, ?, ?)`);
@@ -31,6 +33,26 @@ export class Registry {
     this.update = db.prepare('UPDATE devices SET project = ?, token_hash = ?, disabled = ? WHERE tenant = ? AND id = ?');
     this.del = db.prepare('DELETE FROM devices WHERE tenant = ? AND id = ?');
     this.byToken = db.prepare('SELECT * FROM devices WHERE token_hash = ?');
+    this.count = db.prepare('SELECT count(*) AS n FROM devices WHERE tenant = ?').pluck();
+  }
+
+  /** All or none, in one transaction (see RegistryStore.createDevices). */
+  createDevices(devices: DeviceRecord[], opts: { maxDevices?: number } = {}): void {
+    const tenant = checkBatch(devices);
+    if (tenant === undefined) return;
+    this.db.transaction(() => {
+      const existing = devices.filter((d) => this.get.get(tenant, d.id)).map((d) => d.id);
+      if (existing.length > 0) throw devicesExist(tenant, existing);
+      const max = opts.maxDevices ?? 0;
+      if (max > 0) {
+        const have = this.count.get(tenant) as number;
+        if (have + devices.length > max) throw overQuota(tenant, have, devices.length, max);
+      }
+      for (const d of devices) {
+        this.checkTokenFree(d.tokenHash);
+        this.insert.run(d.tenant, d.id, d.project, d.tokenHash, d.disabled ? 1 : 0, d.createdAt);
+      }
+    })();
   }
 
   createDevice(d: DeviceRecord): void {
@@ -85,3 +107,4 @@ export class Registry {
     if (this.byToken.get(tokenHash)) throw new FluxgateError('BAD_REQUEST', 'this token hash is already used by another device; issue a new token');
   }
 }
+

@@ -162,6 +162,7 @@ export class PostgresStore implements Store {
   rollups(q: RollupQuery): Promise<Rollup[]> { return this.run('rollups', () => this.rollupStore.rollups(q)); }
   deleteRollupsBefore(resolution: Resolution, cutoff: number, tenant?: string): Promise<number> { return this.run('deleteRollupsBefore', () => this.rollupStore.deleteBefore(resolution, cutoff, tenant)); }
   createDevice(device: DeviceRecord): Promise<void> { return this.run('createDevice', () => this.registry.createDevice(device)); }
+  createDevices(devices: DeviceRecord[], opts?: { maxDevices?: number }): Promise<void> { return this.run('createDevices', () => this.registry.createDevices(devices, opts)); }
   getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> { return this.run('getDevice', () => this.registry.getDevice(tenant, id)); }
   listDevices(tenant: string, limit: number, after?: string): Promise<Page<DeviceRecord>> { return this.run('listDevices', () => this.registry.listDevices(tenant, limit, after)); }
   updateDevice(tenant: string, id: string, patch: DevicePatch): Promise<DeviceRecord | undefined> { return this.run('updateDevice', () => this.registry.updateDevice(tenant, id, patch)); }

@@ -8,6 +8,7 @@
 import type pg from 'pg';
 import { FluxgateError } from '../../core/errors.js';
 import type { DevicePatch, DeviceRecord, Page } from '../store.js';
+import { checkBatch, devicesExist, overQuota } from '../device-batch.js';
 import { checkLimit, decodeCursor, encodeCursor, ident, sqlState } from './codec.js';
 
 interface DeviceRow { tenant: string; id: string; project: string; token_hash: string; disabled: boolean; created_at: number }
@@ -30,6 +31,40 @@ export class Registry {
     const r = await tokenFree(this.pool.query(`INSERT INTO ${this.s}.devices (${COLS}) VALUES ($1, $2, $3, $4, $5, $6)
       ON CONFLICT (tenant, id) DO NOTHING`, [d.tenant, d.id, d.project, d.tokenHash, d.disabled, d.createdAt]));
     if (r.rowCount === 0) throw new FluxgateError('DEVICE_EXISTS', `device ${d.id} already exists in tenant ${d.tenant}`);
+  }
+
+  /**
+   * All or none, in one transaction (see RegistryStore.createDevices). The tenant's row is locked
+   * first, so two creators of one tenant take turns and the device count cannot pass the quota.
+   */
+  async createDevices(devices: DeviceRecord[], opts: { maxDevices?: number } = {}): Promise<void> {
+    const tenant = checkBatch(devices);
+    if (tenant === undefined) return;
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT 1 FROM ${this.s}.tenants WHERE id = $1 FOR UPDATE`, [tenant]);
+      const ids = devices.map((d) => d.id);
+      const { rows } = await client.query<{ id: string }>(`SELECT id FROM ${this.s}.devices WHERE tenant = $1 AND id = ANY($2::text[]) ORDER BY id`, [tenant, ids]);
+      if (rows.length > 0) throw devicesExist(tenant, rows.map((r) => r.id));
+      const max = opts.maxDevices ?? 0;
+      if (max > 0) {
+        const { rows: [c] } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.s}.devices WHERE tenant = $1`, [tenant]);
+        const have = Number(c.n);
+        if (have + devices.length > max) throw overQuota(tenant, have, devices.length, max);
+      }
+      await tokenFree(client.query(`INSERT INTO ${this.s}.devices (${COLS})
+        SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::boolean[], $6::bigint[])`,
+        [tenant, ids, devices.map((d) => d.project), devices.map((d) => d.tokenHash), devices.map((d) => d.disabled), devices.map((d) => d.createdAt)]));
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      // Another node inserted one of these ids after our check: the same answer as if we had seen it.
+      if (sqlState(err) === '23505' && (err as { constraint?: string }).constraint !== 'devices_token_hash_key') throw devicesExist(tenant, []);
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   async getDevice(tenant: string, id: string): Promise<DeviceRecord | undefined> {
