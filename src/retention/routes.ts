@@ -11,7 +11,14 @@ import type { ApiAuth } from '../api/auth.js';
 import { errors, security } from '../api/rest/schemas.js';
 import type { Store } from '../stores/store.js';
 import type { RetentionScheduler } from './scheduler.js';
+import { dayStartOf } from './parquet-export.js';
 import { cutoffOf, windowsOf } from './windows.js';
+
+/** The raw cutoff a pass would apply now: whole UTC days when exporting (./pass.ts). */
+function rawCutoff(days: number, now: number, exporting: boolean): number | undefined {
+  const c = cutoffOf(days, now);
+  return c !== undefined && exporting ? dayStartOf(c) : c;
+}
 
 const Tiers = Type.Object({ raw: Type.Number(), rollup1m: Type.Number(), rollup1h: Type.Number() });
 const Cutoffs = Type.Object({ raw: Type.Optional(Type.Integer()), rollup1m: Type.Optional(Type.Integer()), rollup1h: Type.Optional(Type.Integer()) });
@@ -46,7 +53,7 @@ export async function retentionRoutes(app: FastifyInstance, opts: { retention: R
     return {
       tenant,
       days: { raw: w.rawDays, rollup1m: w.rollup1mDays, rollup1h: w.rollup1hDays },
-      cutoffs: { raw: cutoffOf(w.rawDays, now), rollup1m: cutoffOf(w.rollup1mDays, now), rollup1h: cutoffOf(w.rollup1hDays, now) },
+      cutoffs: { raw: rawCutoff(w.rawDays, now, retention.exportDir !== undefined), rollup1m: cutoffOf(w.rollup1mDays, now), rollup1h: cutoffOf(w.rollup1hDays, now) },
       exportsToParquet: retention.exportDir !== undefined,
       intervalMs: retention.intervalMs,
       lastPass: last && {
