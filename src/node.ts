@@ -27,6 +27,7 @@ import { LiveHub } from './api/live/hub.js';
 import { relayLiveOverNats } from './api/live/nats-relay.js';
 import { Admission } from './sources/admission.js';
 import { Quotas } from './sources/quota.js';
+import { relayRevocationsOverNats } from './cluster/revocations.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
 import { RetentionScheduler } from './retention/index.js';
@@ -109,6 +110,12 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const quotas = new Quotas(store, config, metrics, logger.child({ component: 'quotas' }));
     await quotas.start();
     cleanups.push(async () => quotas.stop());
+    // A nats:// log: device revocations and tenant settings changes reach every node at once.
+    const revocations = /^nats:\/\//.test(config.log.backend) ? await relayRevocationsOverNats({
+      servers: config.log.backend.split(',').map((u) => u.trim()), deviceAuth, logger: logger.child({ component: 'cluster' }),
+      onTenantChanged: (id) => { store.getTenant(id).then((t) => t && quotas.update(t), (err) => logger.warn({ err, tenant: id }, 'tenant settings not re-read; the periodic refresh will')); },
+    }) : undefined;
+    if (revocations) cleanups.push(() => revocations.close());
     // Topic templates: configuration's and the tenants' (store); MQTT and bridges resolve topics through it.
     const templates = new TemplateRegistry({ store, config: config.templates, metrics, logger: logger.child({ component: 'templates' }) });
     await templates.open();
@@ -138,7 +145,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
       onIngested: mqtt ? (envelopes) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
-      tenantConfig: config, quotas, onTenantChanged: (t) => quotas.update(t),
+      tenantConfig: config, quotas, onTenantChanged: (t) => { quotas.update(t); revocations?.tenantChanged(t.id); },
       accepting: () => accepting,
       retention,
       components: () => ({
