@@ -2,16 +2,17 @@
  * @module 1-minute and 1-hour roll-ups of the embedded store (tables `rollup_1m`, `rollup_1h`,
  * series-ordered like `points`), kept exact under replays, reordering and late data.
  *
- * Why they are folded at compaction and not per writeBatch: a point is known to be new only
- * once it is checked against `points` (staging dedups only among staged rows), and upserting a
- * series-ordered table per batch dirties one page per series per commit, the very cost staging
- * avoids (./schema.ts; the same choice as latest state, ./latest.ts). The compaction
- * (./write.ts), just before it moves the staged points into `points`, folds those that `points`
- * does not hold yet into their buckets, in the same transaction. Reads merge the stored
- * buckets with the staged points `points` does not hold yet, in one read transaction, so at
- * every commit the roll-ups a reader sees equal a recomputation from the raw points; after a
- * crash, staged points are still staged and the next compaction folds them. A point replayed
- * after raw retention deleted it is counted again (nothing is left to recognise it by).
+ * Why they reach their tables at compaction and not per writeBatch: upserting a series-ordered
+ * table per batch dirties one page per series per commit, the very cost staging avoids
+ * (./schema.ts; the same choice as latest state, ./latest.ts). Written points are folded in
+ * memory into pending per-bucket deltas (RollupWriter), and the compaction that moves the staged
+ * points into `points` writes them in the same transaction. Reads (RollupReader) merge the
+ * stored buckets with the staged points `points` does not hold yet, in one read transaction, so
+ * at every commit the roll-ups a reader sees equal a recomputation from the raw points; after a
+ * crash the staged points are still staged and their buckets are recomputed at the next
+ * compaction. A point replayed after raw retention deleted it is counted again (nothing is left
+ * to recognise it by), and a late point into a bucket whose raw points retention removed
+ * recomputes that bucket from what is left.
  */
 import type { Statement } from 'better-sqlite3';
 import { addPoint, bucketCeil, checkResolution, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
@@ -26,6 +27,8 @@ const COLS = 15;
 const ROWS_PER_STATEMENT = 100;
 const DELETE_CHUNK = 5_000;
 const RESOLUTIONS = ['1m', '1h'] as const;
+const MINUTE = 60_000;
+const HOUR = 3_600_000;
 
 /** A staged point `points` does not hold yet (a replay of a compacted point is skipped). */
 const NEW_STAGED = `NOT EXISTS (SELECT 1 FROM points p WHERE p.tenant_id = r.tenant_id AND p.device_id = r.device_id
@@ -35,30 +38,56 @@ type Acc = RollupAcc<SqlValue>;
 interface StoredRow { bucket: number; n: number; num_n: number; min: number | null; max: number | null; sum: number | null;
   first_ts: number; first_mid: string; first_v: SqlValue; last_ts: number; last_mid: string; last_v: SqlValue }
 
-/** Buckets of one series being folded: the last bucket touched is kept at hand (rows come mostly in order). */
-interface SeriesFold { t: number; d: number; k: number; compacted: number | undefined; stagedMax: number; buckets: Record<Resolution, Map<number, Acc>>; last: Record<Resolution, { b: number; acc: Acc | undefined }> }
+/** Pending roll-up state of one series since the last compaction. */
+interface SeriesFold {
+  t: number; d: number; k: number;
+  /** An upper bound of the device times this series has in `points`. */
+  compacted: number;
+  /** The latest device time staged since the last compaction. */
+  stagedMax: number;
+  /** Deltas of buckets whose every new point is known. */
+  buckets: Record<Resolution, Map<number, Acc>>;
+  /** Buckets to recompute from `points` at compaction (a replay or a late point touched them). */
+  dirty: Record<Resolution, Set<number>>;
+  last: Record<Resolution, { b: number; acc: Acc | undefined }>;
+}
 
-/** Writer side: folds the points a compaction moved into the tables, and deletes old buckets. */
+/**
+ * Writer side. Points are folded as they are written (after their batch commits) into pending
+ * per-bucket deltas held here, and the compaction upserts the deltas in the transaction that
+ * moves the points into `points`. A point is certainly new when its staging insert stored every
+ * row of its statement and its device time is later than anything its series has in `points`
+ * (an upper bound learnt per series on first sight, raised by each compaction): then its delta
+ * is exact. Any other point (a replay, a late point behind a compaction) marks its buckets
+ * dirty: the compaction recomputes those from `points` after the move. After a crash the
+ * pending state is rebuilt from the staged rows, every bucket they touch dirty.
+ */
 export class RollupWriter {
-  private readonly staged;
-  private readonly exists;
+  private readonly stagedRows;
   private readonly seriesMax;
-  /** Per series (device id → key id), a device time no later than the newest in `points`. */
+  private readonly bucketRows;
+  private readonly pending = new Map<number, Map<number, SeriesFold>>();
+  private readonly order: SeriesFold[] = [];
+  /** The device of the last offered point and its pending keys. */
+  private lastDevice = -1;
+  private lastKeys: Map<number, SeriesFold> | undefined;
+  /** Per series (device id → key id), an upper bound of the device times in `points`. */
   private readonly compactedMax = new Map<number, Map<number, number>>();
   private readonly upserts: Record<Resolution, { many: Statement<unknown[]>; one: Statement<unknown[]> }>;
+  private readonly replace: Record<Resolution, Statement<unknown[]>>;
   /** One parameter buffer per resolution. */
   private readonly params = { '1m': new Array<unknown>(ROWS_PER_STATEMENT * COLS), '1h': new Array<unknown>(ROWS_PER_STATEMENT * COLS) };
+  private readonly ms: Record<Resolution, number> = { '1m': resolutionMs('1m'), '1h': resolutionMs('1h') };
   private readonly tenants;
   private readonly series;
   private readonly deleteSeries: Record<Resolution, Statement<unknown[]>>;
 
   constructor(private readonly db: Db) {
-    // In staging order (by time): no sort; `foldStaged` groups by series itself.
-    this.staged = db.prepare('SELECT tenant_id, device_id, key_id, ts, message_id, v FROM points_recent').raw();
-    this.exists = db.prepare('SELECT 1 FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts = ? AND message_id = ?').pluck();
+    this.stagedRows = db.prepare('SELECT tenant_id, device_id, key_id, ts FROM points_recent').raw();
     this.seriesMax = db.prepare('SELECT max(ts) FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ?').pluck();
-    const upsert = (r: Resolution, n: number) => db.prepare(`INSERT INTO ${TABLE[r]} (tenant_id, device_id, key_id, bucket, n, num_n,
-        min, max, sum, first_ts, first_mid, first_v, last_ts, last_mid, last_v) VALUES ${rows(n)}
+    this.bucketRows = db.prepare('SELECT ts, message_id, v FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts >= ? AND ts < ?').raw();
+    const cols = '(tenant_id, device_id, key_id, bucket, n, num_n, min, max, sum, first_ts, first_mid, first_v, last_ts, last_mid, last_v)';
+    const upsert = (r: Resolution, n: number) => db.prepare(`INSERT INTO ${TABLE[r]} ${cols} VALUES ${rows(n)}
       ON CONFLICT DO UPDATE SET n = n + excluded.n, num_n = num_n + excluded.num_n,
         min = CASE WHEN min IS NULL OR excluded.min < min THEN excluded.min ELSE min END,
         max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END,
@@ -73,76 +102,124 @@ export class RollupWriter {
     this.series = db.prepare('SELECT device_id, key_id FROM latest WHERE tenant_id = ?');
     const del = (r: Resolution) => db.prepare(`DELETE FROM ${TABLE[r]} WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND bucket <= ?`);
     this.deleteSeries = { '1m': del('1m'), '1h': del('1h') };
+    const replace = (r: Resolution) => db.prepare(`INSERT OR REPLACE INTO ${TABLE[r]} ${cols} VALUES ${rows(1)}`);
+    this.replace = { '1m': replace('1m'), '1h': replace('1h') };
+    // After a crash: what was staged is not known to be new; recompute its buckets at compaction.
+    for (const [t, dev, key, ts] of this.stagedRows.all() as Array<[number, number, number, number]>) this.markDirty(this.fold(t, dev, key), ts);
   }
 
   /**
-   * Folds the staged points that `points` does not hold yet (so a replay of a compacted point
-   * is not counted twice) into both tables; runs in the compaction transaction, before the move.
-   * A staged point later than everything its series has in `points` is new without a lookup
-   * (`compactedMax`, learnt per series on first sight); only the others are looked up. SQLite
-   * runs no other statement while one is being read, so lookups and upserts come after the
-   * scan, and the buckets are gathered first (at most one per staged point). Returns the points folded.
+   * Takes one committed point: `fresh` when its staging insert stored every row of its
+   * statement (so it was not staged before).
    */
-  foldStaged(): number {
-    const ms: Record<Resolution, number> = { '1m': resolutionMs('1m'), '1h': resolutionMs('1h') };
-    const byDevice = new Map<number, Map<number, SeriesFold>>();
-    const order: SeriesFold[] = [];
-    /** Staged rows that may already be in `points`. */
-    const doubtful: Array<[SeriesFold, number, string, SqlValue]> = [];
-    let cur: SeriesFold | undefined;
-    for (const [t, d, k, ts, mid, v] of this.staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) {
-      if (!cur || cur.d !== d || cur.k !== k) {
-        let keys = byDevice.get(d);
-        if (!keys) byDevice.set(d, keys = new Map());
-        cur = keys.get(k);
-        if (!cur) {
-          cur = { t, d, k, compacted: this.compactedMax.get(d)?.get(k), stagedMax: -Infinity,
-            buckets: { '1m': new Map(), '1h': new Map() }, last: { '1m': { b: NaN, acc: undefined }, '1h': { b: NaN, acc: undefined } } };
-          keys.set(k, cur);
-          order.push(cur);
-        }
-      }
-      if (ts > cur.stagedMax) cur.stagedMax = ts;
-      if (cur.compacted !== undefined && ts > cur.compacted) this.add(cur, ts, mid, v, ms);
-      else doubtful.push([cur, ts, mid, v]);
+  offer(t: number, d: number, k: number, ts: number, mid: string, v: SqlValue, fresh: boolean): void {
+    // Hot path (every written point): the device's keys are looked up once for its consecutive points.
+    let keys = this.lastKeys;
+    if (this.lastDevice !== d || !keys) {
+      keys = this.pending.get(d);
+      this.lastDevice = d;
+      this.lastKeys = keys;
     }
-    for (const f of order) {
-      if (f.compacted === undefined) f.compacted = (this.seriesMax.get(f.t, f.d, f.k) as number | null) ?? -Infinity;
+    const f = keys?.get(k) ?? this.fold(t, d, k);
+    if (ts > f.stagedMax) f.stagedMax = ts;
+    if (!fresh || ts <= f.compacted) {
+      this.markDirty(f, ts);
+      return;
     }
-    let n = 0;
-    for (const [f, ts, mid, v] of doubtful) {
-      if (ts > f.compacted! || this.exists.get(f.t, f.d, f.k, ts, mid) === undefined) this.add(f, ts, mid, v, ms);
-    }
-    // Upserts in key order: neighbouring rows share pages.
-    order.sort((x, y) => x.t - y.t || x.d - y.d || x.k - y.k);
-    for (const r of RESOLUTIONS) {
-      const out = new Batcher(this.upserts[r], this.params[r]);
-      for (const f of order) for (const [b, acc] of f.buckets[r]) { out.add(f.t, f.d, f.k, b, acc); n += r === '1h' ? acc.count : 0; }
-      out.end();
-    }
-    // After the move `points` holds every staged point. Only ever raised: a rolled-back
-    // compaction leaves it too high, which costs lookups, never a wrong count.
-    for (const f of order) {
-      let keys = this.compactedMax.get(f.d);
-      if (!keys) this.compactedMax.set(f.d, keys = new Map());
-      keys.set(f.k, Math.max(f.compacted!, f.stagedMax));
-    }
-    return n;
+    this.addTo(f, '1m', ts - (((ts % MINUTE) + MINUTE) % MINUTE), ts, mid, v);
+    this.addTo(f, '1h', ts - (((ts % HOUR) + HOUR) % HOUR), ts, mid, v);
   }
 
-  private add(f: SeriesFold, ts: number, mid: string, v: SqlValue, ms: Record<Resolution, number>): void {
+  private addTo(f: SeriesFold, r: Resolution, b: number, ts: number, mid: string, v: SqlValue): void {
+    const last = f.last[r];
+    if (last.b === b) {
+      addPoint(last.acc!, ts, mid, v);
+      return;
+    }
+    if (f.dirty[r].size > 0 && f.dirty[r].has(b)) return;
+    let acc = f.buckets[r].get(b);
+    if (acc) addPoint(acc, ts, mid, v);
+    else f.buckets[r].set(b, acc = newAcc(ts, mid, v));
+    last.b = b;
+    last.acc = acc;
+  }
+
+  /**
+   * Writes the pending state into the tables; runs in the compaction transaction, after the
+   * staged points moved into `points`. Leaves the pending state as it is (a failed compaction
+   * rolls back and the next one retries): `compacted()` clears it once committed.
+   */
+  flush(): void {
+    // Key order: neighbouring rows share pages.
+    const order = [...this.order].sort((x, y) => x.t - y.t || x.d - y.d || x.k - y.k);
     for (const r of RESOLUTIONS) {
-      const b = ts - (((ts % ms[r]) + ms[r]) % ms[r]);
-      const last = f.last[r];
-      if (last.b === b) {
-        addPoint(last.acc!, ts, mid, v);
-        continue;
+      const out = new Batcher(this.upserts[r], this.params[r]);
+      for (const f of order) for (const [b, acc] of f.buckets[r]) out.add(f.t, f.d, f.k, b, acc);
+      out.end();
+      const ms = this.ms[r];
+      for (const f of order) {
+        for (const b of f.dirty[r]) {
+          const rows = this.bucketRows.all(f.t, f.d, f.k, b, b + ms) as Array<[number, string, SqlValue]>;
+          if (rows.length === 0) continue;
+          const acc = newAcc(rows[0][0], rows[0][1], rows[0][2]);
+          for (let i = 1; i < rows.length; i++) addPoint(acc, rows[i][0], rows[i][1], rows[i][2]);
+          const p = this.params[r];
+          fillRow(p, 0, f.t, f.d, f.k, b, acc);
+          this.replace[r].run(p.slice(0, COLS));
+        }
       }
-      let acc = f.buckets[r].get(b);
-      if (acc) addPoint(acc, ts, mid, v);
-      else f.buckets[r].set(b, acc = newAcc(ts, mid, v));
-      last.b = b;
-      last.acc = acc;
+    }
+  }
+
+  /** The compaction committed: `points` holds every staged point; pending state starts over. */
+  compacted(): void {
+    for (const f of this.order) {
+      let keys = this.compactedMax.get(f.d);
+      if (!keys) this.compactedMax.set(f.d, keys = new Map());
+      keys.set(f.k, Math.max(f.compacted, f.stagedMax));
+    }
+    this.pending.clear();
+    this.order.length = 0;
+    this.lastDevice = -1;
+    this.lastKeys = undefined;
+  }
+
+  /** Buckets pending (tests and metrics). */
+  get size(): number {
+    return this.order.length;
+  }
+
+  private fold(t: number, d: number, k: number): SeriesFold {
+    let keys = this.pending.get(d);
+    if (!keys) {
+      this.pending.set(d, keys = new Map());
+      this.lastDevice = -1;
+    }
+    let f = keys.get(k);
+    if (!f) {
+      let compacted = this.compactedMax.get(d)?.get(k);
+      if (compacted === undefined) {
+        compacted = (this.seriesMax.get(t, d, k) as number | null) ?? -Infinity;
+        let known = this.compactedMax.get(d);
+        if (!known) this.compactedMax.set(d, known = new Map());
+        known.set(k, compacted);
+      }
+      f = { t, d, k, compacted, stagedMax: -Infinity, buckets: { '1m': new Map(), '1h': new Map() }, dirty: { '1m': new Set(), '1h': new Set() },
+        last: { '1m': { b: NaN, acc: undefined }, '1h': { b: NaN, acc: undefined } } };
+      keys.set(k, f);
+      this.order.push(f);
+    }
+    return f;
+  }
+
+  private markDirty(f: SeriesFold, ts: number): void {
+    if (ts > f.stagedMax) f.stagedMax = ts;
+    for (const r of RESOLUTIONS) {
+      const ms = this.ms[r];
+      const b = ts - (((ts % ms) + ms) % ms);
+      f.dirty[r].add(b);
+      f.buckets[r].delete(b);
+      if (f.last[r].b === b) f.last[r] = { b: NaN, acc: undefined };
     }
   }
 
@@ -182,19 +259,21 @@ export class RollupWriter {
   }
 }
 
+function fillRow(p: unknown[], o: number, t: number, d: number, k: number, bucket: number, a: Acc): void {
+  p[o] = t; p[o + 1] = d; p[o + 2] = k; p[o + 3] = bucket; p[o + 4] = a.count; p[o + 5] = a.numericCount;
+  p[o + 6] = a.min; p[o + 7] = a.max; p[o + 8] = a.sum;
+  p[o + 9] = a.firstTs; p[o + 10] = a.firstMid; p[o + 11] = a.first; p[o + 12] = a.lastTs; p[o + 13] = a.lastMid; p[o + 14] = a.last;
+}
+
 /** Accumulates upsert rows and runs them 100 at a time. */
 class Batcher {
   private filled = 0;
   constructor(private readonly stmt: { many: Statement<unknown[]>; one: Statement<unknown[]> }, private readonly p: unknown[]) {}
 
   add(t: number, d: number, k: number, bucket: number, a: Acc): void {
-    const o = this.filled * COLS;
-    const p = this.p;
-    p[o] = t; p[o + 1] = d; p[o + 2] = k; p[o + 3] = bucket; p[o + 4] = a.count; p[o + 5] = a.numericCount;
-    p[o + 6] = a.min; p[o + 7] = a.max; p[o + 8] = a.sum;
-    p[o + 9] = a.firstTs; p[o + 10] = a.firstMid; p[o + 11] = a.first; p[o + 12] = a.lastTs; p[o + 13] = a.lastMid; p[o + 14] = a.last;
+    fillRow(this.p, this.filled * COLS, t, d, k, bucket, a);
     if (++this.filled === ROWS_PER_STATEMENT) {
-      this.stmt.many.run(p);
+      this.stmt.many.run(this.p);
       this.filled = 0;
     }
   }

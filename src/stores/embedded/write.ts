@@ -2,8 +2,8 @@
  * @module writeBatch for the embedded store: points, raw messages and dead letters of one
  * batch in one SQLite transaction, all idempotent (INSERT OR IGNORE on the natural keys), and
  * the compaction that moves staged points into the series-ordered table and folds the
- * pending latest state (./latest.ts) into `latest` and the new points into the roll-ups
- * (./rollups.ts) in one transaction.
+ * pending latest state (./latest.ts) into `latest` and the pending roll-ups (./rollups.ts)
+ * into their tables in one transaction.
  */
 import { encodeValue, type SqlValue } from './codec.js';
 import { PendingLatest } from './latest.js';
@@ -63,8 +63,6 @@ export class Writer {
     this.seen = new SeenWriter(db, names);
     this.writeTx = db.transaction((batch: WireBatch) => this.writeInTx(batch));
     this.compactTx = db.transaction(() => {
-      // Before the move: a staged point absent from `points` is new and counts in its buckets.
-      this.rollups.foldStaged();
       db.exec(`INSERT OR IGNORE INTO points SELECT tenant_id, device_id, key_id, ts, message_id, project_id, v
         FROM points_recent ORDER BY tenant_id, device_id, key_id, ts, message_id;
         DELETE FROM points_recent;
@@ -72,6 +70,7 @@ export class Writer {
         FROM messages_recent ORDER BY tenant_id, ts, device_id, message_id;
         DELETE FROM messages_recent;`);
       this.flushLatest();
+      this.rollups.flush();
     });
     this.stagedRows = db.prepare('SELECT (SELECT count(*) FROM points_recent) + (SELECT count(*) FROM messages_recent)').pluck().get() as number;
     // After a crash, the latest state of staged points exists only in points_recent.
@@ -97,6 +96,7 @@ export class Writer {
     if (n === 0 && this.pending.size === 0) return 0;
     this.compactTx();
     this.pending.clear();
+    this.rollups.compacted();
     this.stagedRows = 0;
     return n;
   }
@@ -122,6 +122,8 @@ export class Writer {
     const p = this.pointParams;
     let filled = 0;
     let staged = 0;
+    // 1 for a point whose insert statement stored every row: it was not staged before (./rollups.ts).
+    const fresh = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
       const r = i * 4;
       const tenantRef = refs[r];
@@ -133,13 +135,17 @@ export class Writer {
       p[o] = tenantId; p[o + 1] = deviceId; p[o + 2] = keyId; p[o + 3] = ts[i];
       p[o + 4] = messageIds[i]; p[o + 5] = projectId; p[o + 6] = values[i];
       if (++filled === ROWS_PER_STATEMENT) {
-        staged += this.insertPoints.run(p).changes;
+        const stored = this.insertPoints.run(p).changes;
+        staged += stored;
+        if (stored === ROWS_PER_STATEMENT) fresh.fill(1, i + 1 - ROWS_PER_STATEMENT, i + 1);
         filled = 0;
       }
     }
     for (let r = 0; r < filled; r++) {
       const o = r * POINT_COLS;
-      staged += this.insertPoint.run(p.slice(o, o + POINT_COLS)).changes;
+      const stored = this.insertPoint.run(p.slice(o, o + POINT_COLS)).changes;
+      staged += stored;
+      fresh[n - filled + r] = stored;
     }
     // A new series gets its `latest` row now (compaction refines it), so that `latest` always
     // lists every series of a device, for the reader connection, which has no pending state.
@@ -179,6 +185,7 @@ export class Writer {
         const tenantId = tenantIds[refs[r]];
         const ids = perTenant.get(tenantId)!;
         this.pending.offer(tenantId, ids.device[refs[r + 2]], ids.key[refs[r + 3]], ts[i], messageIds[i], values[i]);
+        this.rollups.offer(tenantId, ids.device[refs[r + 2]], ids.key[refs[r + 3]], ts[i], messageIds[i], values[i], fresh[i] === 1);
       }
     };
   }
