@@ -22,7 +22,13 @@
  *
  *   node --import tsx bench/shedding-100k.ts [--mode gateway|native] [--devices 100000] [--connections 200]
  *     [--generators 4] [--seconds 60] [--snapshot-every 10] [--events-per-snapshot 1] [--batch 50]
- *     [--shed-at 30000] [--max-lag 500000] [--window 20]
+ *     [--shed-at 30000] [--max-lag 500000] [--window 20] [--outbox 40] [--store embedded|postgres://user@host:5432/db]
+ *     [--node-heap-mib N (the node's --max-old-space-size)] [--cpu-prof DIR]
+ *
+ * With a postgres:// store the bench uses a schema of its own (bench_shed_<pid>) and drops it at
+ * the end. (Why offer it: the embedded store's writer thread runs at nice 10, so on a machine
+ * loaded by other work it gets almost no CPU and processing nearly stops; PostgreSQL's server
+ * processes run at normal priority.)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -30,7 +36,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { fmt, machine, startNodeChild, stopChild, track, untrackDir, type Api } from './run.js';
+import pg from 'pg';
+import { cpuProfArgs, fmt, machine, startNodeChild, stopChild, track, untrackDir, type Api } from './run.js';
 import type { GeneratorConfig, GeneratorConn, GeneratorCounters } from './lib/shed-generator.js';
 
 const { values: a } = parseArgs({
@@ -47,6 +54,10 @@ const { values: a } = parseArgs({
     'shed-at': { type: 'string', default: '30000' },
     'max-lag': { type: 'string', default: '500000' },
     window: { type: 'string', default: '20' },
+    outbox: { type: 'string', default: '40' },
+    store: { type: 'string', default: 'embedded' },
+    'cpu-prof': { type: 'string' },
+    'node-heap-mib': { type: 'string' },
   },
 });
 const MODE = a.mode as 'gateway' | 'native';
@@ -55,6 +66,8 @@ const GENERATORS = Number(a.generators);
 const CONNECTIONS = MODE === 'native' ? DEVICES : Number(a.connections);
 const SECONDS = Number(a.seconds);
 const DRAIN_S = Number(a['drain-seconds']);
+const STORE = a.store;
+const PG_SCHEMA = `bench_shed_${process.pid}`;
 const GENERATOR = fileURLToPath(new URL('./lib/shed-generator.ts', import.meta.url));
 
 interface Sample { t: number; offered: number; acked: number; processed: number; eventsLag: number; snapshotsLag: number; shed: number; rssMiB: number }
@@ -65,16 +78,18 @@ async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<
   return kb / 1024;
 }
 
-async function scrape(url: string): Promise<{ eventsLag: number; snapshotsLag: number; shed: number }> {
+/** From one /metrics scrape: lag of each lane (group process), snapshots shed, messages appended (MQTT accepted). */
+async function scrape(url: string): Promise<{ eventsLag: number; snapshotsLag: number; shed: number; appended: number }> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  let eventsLag = 0, snapshotsLag = 0, shed = 0;
+  let eventsLag = 0, snapshotsLag = 0, shed = 0, appended = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith('fluxgate_log_lane_lag_records{') && line.includes('group="process"')) {
       const v = Number(line.split(' ').at(-1));
       if (line.includes('lane="events"')) eventsLag = v; else if (line.includes('lane="snapshots"')) snapshotsLag = v;
     } else if (line.startsWith('fluxgate_snapshots_shed_total{')) shed += Number(line.split(' ').at(-1));
+    else if (line.startsWith('fluxgate_mqtt_publishes_total{') && line.includes('outcome="accepted"')) appended += Number(line.split(' ').at(-1));
   }
-  return { eventsLag, snapshotsLag, shed };
+  return { eventsLag, snapshotsLag, shed, appended };
 }
 
 function sum(cs: GeneratorCounters[]): GeneratorCounters {
@@ -121,13 +136,14 @@ const root = await mkdtemp(join(tmpdir(), 'fluxgate-bench-shed-'));
 track(undefined, root);
 const generators: ChildProcess[] = [];
 try {
-  console.log(`Shedding under overload: ${fmt(DEVICES)} devices (${MODE}), ${fmt(CONNECTIONS)} MQTT connections from ${GENERATORS} generator processes; snapshot every ${a['snapshot-every']} s + ${a['events-per-snapshot']} event(s) per device in between; ${SECONDS} s of load; process.batchSize ${a.batch}; shedSnapshotsAtRecords ${a['shed-at']}; maxLagRecords ${a['max-lag']}`);
+  console.log(`Shedding under overload: ${STORE === 'embedded' ? 'embedded store' : 'PostgreSQL store'}, ${fmt(DEVICES)} devices (${MODE}), ${fmt(CONNECTIONS)} MQTT connections from ${GENERATORS} generator processes; snapshot every ${a['snapshot-every']} s + ${a['events-per-snapshot']} event(s) per device in between; ${SECONDS} s of load; process.batchSize ${a.batch}; shedSnapshotsAtRecords ${a['shed-at']}; maxLagRecords ${a['max-lag']}`);
   console.log(`machine: ${machine()} — shared with other work while measured`);
   const configFile = join(root, 'fluxgate.json');
   await writeFile(configFile, JSON.stringify(MODE === 'gateway' ? { templates: [{ id: 'bench', pattern: 'bench/{device}/{kind}', kinds: { events: 'event', snapshot: 'snapshot' }, autoProvision: true }] } : {}));
   const node = await startNodeChild(join(root, 'data'), {
+    ...(STORE === 'embedded' ? {} : { FLUXGATE_STORE: STORE, FLUXGATE_STORE_SCHEMA: PG_SCHEMA }),
     FLUXGATE_CONFIG: configFile, FLUXGATE_PROCESS_BATCH_SIZE: a.batch, FLUXGATE_LOG_SHED_SNAPSHOTS_AT_RECORDS: a['shed-at'], FLUXGATE_LOG_MAX_LAG_RECORDS: a['max-lag'],
-  }, { cpu: '0-1' });
+  }, { cpu: '0-1', nodeArgs: [...cpuProfArgs(a['cpu-prof']), ...(a['node-heap-mib'] ? [`--max-old-space-size=${a['node-heap-mib']}`] : [])] });
   const mqttPort = Number(/MQTT\s+mqtt:\/\/\S+:(\d+)/.exec(node.output())?.[1] ?? NaN);
   if (!Number.isFinite(mqttPort)) throw new Error(`no MQTT port in the node's banner:\n${node.output()}`);
 
@@ -153,15 +169,18 @@ try {
   const progress: GeneratorCounters[] = [];
   const done: Array<Promise<{ counters: GeneratorCounters; acked: Array<{ devices: string[]; acked: number[]; sent: number[] }>; undrained: number }>> = [];
   const connected: Array<Promise<void>> = [];
+  const warmed: Array<Promise<void>> = [];
   for (let g = 0; g < GENERATORS; g++) {
     const child = fork(GENERATOR, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     track(child);
     generators.push(child);
     const cfg: GeneratorConfig = {
       host: '127.0.0.1', port: mqttPort, localAddress: `127.0.0.${2 + g}`, conns: conns.filter((_, i) => i % GENERATORS === g), topic, kindWords,
-      snapshotEveryS: Number(a['snapshot-every']), eventsPerSnapshot: Number(a['events-per-snapshot']), durationS: SECONDS, window: Number(a.window), outboxMax: 2000,
+      snapshotEveryS: Number(a['snapshot-every']), eventsPerSnapshot: Number(a['events-per-snapshot']), durationS: SECONDS, window: Number(a.window), outboxMax: Number(a.outbox),
+      warmupTopic: topic.replace('{kind}', 'attributes'),
     };
     progress.push(sum([]));
+    warmed.push(new Promise((resolve) => child.on('message', (m: any) => { if (m.type === 'warmed') resolve(); })));
     connected.push(new Promise((resolve, reject) => {
       child.on('message', (m: any) => {
         if (m.type === 'connected') resolve();
@@ -180,7 +199,19 @@ try {
   }
   const tc = performance.now();
   await Promise.all(connected);
-  console.log(`${fmt(CONNECTIONS)} connections up in ${((performance.now() - tc) / 1000).toFixed(1)} s; node RSS ${fmt(await rssMiB(node.pid))} MiB before load`);
+  console.log(`${fmt(CONNECTIONS)} connections up in ${((performance.now() - tc) / 1000).toFixed(1)} s`);
+  // Warm-up (not measured): every device announces itself once, and processing catches up.
+  const tw = performance.now();
+  for (const g of generators) g.send('warmup');
+  await Promise.all(warmed);
+  const warmAcked = performance.now();
+  for (;;) {
+    const m = await scrape(node.url);
+    if (m.eventsLag + m.snapshotsLag === 0) break;
+    if (performance.now() - tw > 300_000) throw new Error('processing did not catch up with the warm-up within 5 minutes');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  console.log(`warm-up: ${fmt(DEVICES)} attributes messages (one per device${MODE === 'gateway' ? ', which registers it' : ''}) acknowledged in ${((warmAcked - tw) / 1000).toFixed(1)} s, processed ${((performance.now() - tw) / 1000).toFixed(1)} s after the start; node RSS ${fmt(await rssMiB(node.pid))} MiB before load`);
 
   // Load, sampled every second.
   const fromTs = Date.now() - 1000;
@@ -190,16 +221,16 @@ try {
   let finished = false;
   const all = Promise.all(done).finally(() => { finished = true; });
   all.catch(() => undefined);
-  console.log('\n| t s | offered msg/s | acknowledged msg/s | processed msg/s | lag events | lag snapshots | shed total | node RSS MiB |');
+  console.log('\n| t s | offered msg/s | logged msg/s (PUBACK 0) | processed msg/s | lag events | lag snapshots | shed total | node RSS MiB |');
   console.log('|---|---|---|---|---|---|---|---|');
   let prev: Sample = { t: 0, offered: 0, acked: 0, processed: 0, eventsLag: 0, snapshotsLag: 0, shed: 0, rssMiB: 0 };
   const deadline = t0 + (SECONDS + DRAIN_S) * 1000;
   for (;;) {
     await new Promise((r) => setTimeout(r, 1000));
     const c = sum(progress);
-    const m = await scrape(node.url).catch(() => ({ eventsLag: NaN, snapshotsLag: NaN, shed: NaN }));
+    const m = await scrape(node.url).catch(() => ({ eventsLag: NaN, snapshotsLag: NaN, shed: NaN, appended: NaN }));
     const acked = c.eventsAcked + c.snapshotsAcked;
-    const s: Sample = { t: (performance.now() - t0) / 1000, offered: c.eventsOffered + c.snapshotsOffered, acked, processed: acked - m.eventsLag - m.snapshotsLag, eventsLag: m.eventsLag, snapshotsLag: m.snapshotsLag, shed: m.shed, rssMiB: await rssMiB(node.pid) };
+    const s: Sample = { t: (performance.now() - t0) / 1000, offered: c.eventsOffered + c.snapshotsOffered, acked, processed: m.appended - m.eventsLag - m.snapshotsLag, eventsLag: m.eventsLag, snapshotsLag: m.snapshotsLag, shed: m.shed, rssMiB: await rssMiB(node.pid) };
     samples.push(s);
     const dt = s.t - prev.t;
     if (samples.length % 5 === 0 || (finished && s.eventsLag + s.snapshotsLag === 0)) {
@@ -234,6 +265,12 @@ try {
     for (let s = 0; s < sent; s++) if (!stored.events.has(`${d}:${s}`)) missing++;
   });
   const shedMetric = (await scrape(node.url)).shed;
+  const metricsText = await (await fetch(`${node.url}/metrics`)).text();
+  const metric = (name: string) => metricsText.split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  const writes = metric('fluxgate_store_write_seconds_count');
+  const mib = (n: number) => fmt(n / 2 ** 20);
+  console.log(`node main thread at the end: heap used ${mib(metric('fluxgate_process_nodejs_heap_size_used_bytes'))} MiB of ${mib(metric('fluxgate_process_nodejs_heap_size_total_bytes'))} MiB, external ${mib(metric('fluxgate_process_nodejs_external_memory_bytes'))} MiB${a['node-heap-mib'] ? ` (--max-old-space-size=${a['node-heap-mib']})` : ''}`);
+  console.log(`store writes: ${fmt(writes)} batches, ${(metric('fluxgate_store_write_seconds_sum') * 1000 / writes).toFixed(1)} ms each on average; node CPU ${fmt(metric('fluxgate_process_process_cpu_seconds_total'), 1)} s`);
   console.log(`\nread back ${fmt(stored.events.size + stored.snapshots)} stored messages over REST in ${((performance.now() - tq) / 1000).toFixed(1)} s`);
   console.log(`offered ${fmt(offeredRate)} msg/s vs processed ${fmt(processedRate)} msg/s over t=${firstLoad.t.toFixed(0)}..${lastLoad.t.toFixed(0)} s: ${(offeredRate / processedRate).toFixed(1)}× past what processing sustained`);
   console.log(`events: offered ${fmt(c.eventsOffered)}, acknowledged ${fmt(c.eventsAcked)}, refused ${fmt(c.eventsRefused)}, stored ${fmt(stored.events.size)} (expected ${fmt(expectedEvents)}, missing ${fmt(missing)}, never answered ${fmt(unacked)})`);
@@ -242,10 +279,16 @@ try {
   if (c.errors.length) console.log(`generator errors (first ${c.errors.length}): ${c.errors.slice(0, 5).join(' | ')}`);
   const ok = missing === 0 && unacked === 0 && c.eventsRefused === 0 && stored.events.size === c.eventsAcked && stored.snapshots === c.snapshotsAcked && shedMetric === c.snapshotsShed;
   console.log(ok ? 'CHECK passed: every event stored, shed snapshots counted, acknowledged snapshots stored' : 'CHECK FAILED (see the figures above)');
+  if (!ok) console.log(`node output (last lines):\n${node.output().split('\n').slice(-8).map((l) => l.slice(0, 400)).join('\n')}`);
   process.exitCode = ok ? 0 : 1;
   await stopChild(node.child);
 } finally {
   for (const g of generators) await stopChild(g, 'SIGKILL', 1000);
   await rm(root, { recursive: true, force: true });
   untrackDir(root);
+  if (STORE !== 'embedded') {
+    const c = new pg.Client({ connectionString: STORE });
+    await c.connect();
+    try { await c.query(`DROP SCHEMA IF EXISTS "${PG_SCHEMA}" CASCADE`); } finally { await c.end(); }
+  }
 }

@@ -7,9 +7,14 @@
  * QoS 1. A connection is either one device (native: username = device token, topic
  * devices/{id}/…) or a gateway carrying many devices under a topic template. Events are
  * numbered per device (`<device>:<seq>`), so the parent knows every event id that was
- * acknowledged and can compare them with the store. A message waits in a bounded outbox while
- * the node slows the connection down (no PUBACK): what could not even be queued is counted as
- * "held back", never as offered.
+ * acknowledged and can compare them with the store. A message waits in a small bounded outbox
+ * while the connection's window of unacknowledged publishes is full (the node is slow to
+ * answer, or slows the connection down): what does not fit is counted as "held back" (a real
+ * device would buffer or skip it), never as offered.
+ *
+ * Before the load, a warm-up makes every device known: one `attributes` message per device
+ * (a fleet announcing itself at boot; under an autoProvision template it registers the device),
+ * so registration does not compete with the measured phase.
  */
 import { createConnection } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -34,8 +39,10 @@ export interface GeneratorConfig {
   durationS: number;
   /** QoS 1 publishes in flight per connection. */
   window: number;
-  /** Messages queued per connection before new ones are held back. */
+  /** Messages queued per connection (beyond the window) before new ones are held back. */
   outboxMax: number;
+  /** Topic of the warm-up message; `{device}` is replaced. */
+  warmupTopic: string;
 }
 
 export interface GeneratorCounters {
@@ -71,6 +78,17 @@ class Conn {
     // Random snapshot phase: the fleet's snapshots spread over the period.
     this.phase = spec.devices.map((_, i) => i);
     for (let i = this.phase.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [this.phase[i], this.phase[j]] = [this.phase[j]!, this.phase[i]!]; }
+  }
+
+  /** Sends one attributes message per device of this connection, `window` at a time. */
+  async warmup(): Promise<void> {
+    let next = 0;
+    await Promise.all(Array.from({ length: this.cfg.window }, async () => {
+      while (next < this.spec.devices.length) {
+        const device = this.spec.devices[next++]!;
+        await this.client.publishAsync(this.cfg.warmupTopic.replace('{device}', device), JSON.stringify({ id: `${device}:boot`, fw: '2.4.1', model: 'door-sensor' }), { qos: 1 });
+      }
+    }));
   }
 
   async connect(): Promise<void> {
@@ -144,12 +162,22 @@ class Conn {
 
 let stopping = false;
 
+function nextCommand(want: string): Promise<void> {
+  return new Promise((resolve) => {
+    const on = (m: unknown): void => { if (m === want) { process.off('message', on); resolve(); } };
+    process.on('message', on);
+  });
+}
+
 async function run(cfg: GeneratorConfig): Promise<void> {
   const conns = cfg.conns.map((c) => new Conn(cfg, c));
   // Connect a few at a time: a burst of thousands of CONNECTs is not what is measured here.
   for (let i = 0; i < conns.length; i += 50) await Promise.all(conns.slice(i, i + 50).map((c) => c.connect()));
   process.send!({ type: 'connected', connected: counters.connected });
-  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  await nextCommand('warmup');
+  await Promise.all(conns.map((c) => c.warmup()));
+  process.send!({ type: 'warmed' });
+  await nextCommand('start');
   const started = Date.now();
   let last = started;
   const report = setInterval(() => process.send!({ type: 'progress', counters }), 1000);
