@@ -5,8 +5,8 @@
  * message_id; readable by DuckDB (`SELECT * FROM 'exports/acme/2026-11-24.parquet'`) or pandas.
  * Points are not exported: every message is in the raw archive and its payload holds them.
  *
- * Promises: a file appears only complete (written to a temp file, fsynced, renamed, directory
- * fsynced); an existing file is never rewritten (a second run finds its rows already exported
+ * Promises: a file appears only complete (written to a temp file, fsynced, linked under its
+ * name — which never replaces an existing file —, directory fsynced); an existing file is never rewritten (a second run finds its rows already exported
  * and writes nothing); rows of a day that arrive after its file was written (late device times,
  * or a crash between export and delete) go to the next part, `<YYYY-MM-DD>.1.parquet`, … so
  * `'exports/acme/2026-11-24*.parquet'` reads the whole day.
@@ -21,7 +21,7 @@
  * parquet-wasm (a WASM build of arrow-rs whose API takes Arrow tables, so it would bring
  * apache-arrow as well). hyparquet reads existing parts back to find rows already exported.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { FluxgateError } from '../core/errors.js';
@@ -56,6 +56,18 @@ async function partsOf(dir: string, day: string): Promise<Array<{ file: string; 
   return out.sort((a, b) => a.part - b.part);
 }
 
+/** A temp file this old is a crashed export's leftover (a live one is written to within seconds). */
+const STALE_TEMP_MS = 3_600_000;
+
+async function removeStaleTemps(dir: string, day: string): Promise<void> {
+  for (const n of await readdir(dir)) {
+    if (!n.startsWith(`.${day}.`) || !n.endsWith('.tmp')) continue;
+    const f = join(dir, n);
+    const st = await stat(f).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > STALE_TEMP_MS) await rm(f, { force: true });
+  }
+}
+
 const keyOf = (device: string, messageId: string) => `${device}\u0000${messageId}`;
 
 /** (device, message id) of every row in the given files. */
@@ -88,12 +100,12 @@ export async function exportDay(store: Store, encoder: ParquetEncoder, exportDir
   } catch (err) {
     throw new FluxgateError('RETENTION_EXPORT_FAILED', `cannot create the export directory ${dir} (${(err as Error).message}): set retention.exportDir to a writable directory, or leave it unset to not export`, { cause: err });
   }
+  await removeStaleTemps(dir, day);
   const parts = await partsOf(dir, day);
   const done = parts.length ? await exportedKeys(parts.map((p) => p.file)) : undefined;
   const part = parts.length ? parts[parts.length - 1].part + 1 : 0;
   const file = join(dir, part === 0 ? `${day}.parquet` : `${day}.${part}.parquet`);
-  const tmp = join(dir, `.${day}.${part}.parquet.tmp`);
-  await rm(tmp, { force: true }); // a crash's leftover
+  const tmp = join(dir, `.${day}.${part}.parquet.${process.pid}.${Date.now()}.tmp`);
   let rows = 0;
   let opened = false;
   let pending: RawMessage[] = [];
@@ -120,9 +132,9 @@ export async function exportDay(store: Store, encoder: ParquetEncoder, exportDir
     if (!opened) return { tenant, day, rows: 0 };
     await encoder.call({ op: 'finish' }); // footer written and fsynced
     opened = false;
-    // Never over an existing part: another pass (another node) may have written it meanwhile.
-    if (await stat(file).then(() => true, () => false)) throw new Error(`${file} appeared while exporting`);
-    await rename(tmp, file);
+    // link() never replaces a file: a part another node wrote meanwhile into a shared directory stays.
+    await link(tmp, file);
+    await rm(tmp, { force: true });
     await fsyncPath(dir);
     return { tenant, day, file, rows };
   } catch (err) {
