@@ -8,6 +8,7 @@ import { mkdir, access, constants } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Config } from './config/schema.js';
 import { FluxgateError } from './core/errors.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -30,8 +31,10 @@ import { Quotas } from './sources/quota.js';
 import { relayRevocationsOverNats } from './cluster/revocations.js';
 import { createMqttSource } from './sources/mqtt/index.js';
 import type { Source, SourceAddress } from './sources/source.js';
-import { RetentionScheduler } from './retention/index.js';
 import { TemplateRegistry } from './templates/index.js';
+import { createBridgeSource } from './sources/bridge/index.js';
+import type { Envelope } from './core/envelope.js';
+import { RetentionScheduler } from './retention/index.js';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -139,7 +142,12 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     });
     cleanups.push(() => retention.stop());
     const sources: Source[] = [];
-    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, quotas, metrics, logger: logger.child({ component: 'mqtt' }) }) : undefined;
+    const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, quotas, metrics, logger: logger.child({ component: 'mqtt' }),
+      // A nats:// log: MQTT deliveries, shared subscriptions and sessions span the nodes (src/sources/mqtt/cluster/).
+      cluster: /^nats:\/\//.test(config.log.backend) ? { servers: config.log.backend.split(',').map((u) => u.trim()), nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
+    const routeToSubscribers = mqtt ? (envelopes: Envelope[]) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined;
+    // Bridges from external brokers; started once the node is up, stopped first (before the log closes).
+    const bridges = createBridgeSource({ configured: config.bridges, log, store, metrics, logger: logger.child({ component: 'bridge' }), dataDir, templates, onDurable: routeToSubscribers });
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
@@ -147,6 +155,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       tenantConfig: config, quotas, onTenantChanged: (t) => { quotas.update(t); revocations?.tenantChanged(t.id); },
       accepting: () => accepting,
+      bridges,
       retention,
       components: () => ({
         log: logStatus(log),
@@ -155,6 +164,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
         admission: admission.status(),
         process: processing ? processing.status() : { ok: true, detail: 'disabled on this node (process.enabled=false)' },
         ...Object.fromEntries(sources.map((s) => [s.name, s.status()])),
+        ...bridges.components(),
       }),
     });
     if (mqtt) mqtt.attachWebSocket(app.server, '/mqtt');
@@ -176,6 +186,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       sources.push(mqtt);
       cleanups.push(() => mqtt.stop());
     }
+    await bridges.start();
+    cleanups.push(() => bridges.stop());
 
     retention.start();
     await admin.persist();

@@ -25,6 +25,8 @@ import { keyRoutes } from './rest/keys.js';
 import { projectRoutes } from './rest/projects.js';
 import { templateRoutes } from './rest/templates.js';
 import type { TemplateRegistry } from '../templates/index.js';
+import { bridgeRoutes } from './rest/bridges.js';
+import type { BridgeSource } from '../sources/bridge/index.js';
 import { liveRoutes } from './live/routes.js';
 import { commandRoutes, type CommandChannel } from './rest/commands.js';
 import type { LiveHub } from './live/hub.js';
@@ -54,10 +56,12 @@ export interface ApiServerOptions {
   commands?: CommandChannel;
   /** Told what HTTP ingest made durable. */
   onIngested?: (envelopes: Envelope[]) => void;
-  /** Retention passes (GET /api/v1/retention, POST /api/v1/retention/run); absent: the routes are not served. */
-  retention?: RetentionScheduler;
   /** Topic templates (/api/v1/templates); absent: the routes are not served. */
   templates?: TemplateRegistry;
+  /** Bridges from external MQTT brokers (/api/v1/bridges). */
+  bridges?: BridgeSource;
+  /** Retention passes (GET /api/v1/retention, POST /api/v1/retention/run); absent: the routes are not served. */
+  retention?: RetentionScheduler;
   /** The node's tenant defaults (settings a tenant does not set). */
   tenantConfig: Pick<Config, 'tenants'>;
   /** Told of a tenant's settings change made through this node. */
@@ -118,7 +122,8 @@ export async function createApiServer(opts: ApiServerOptions): Promise<FastifyIn
   await app.register(tenantRoutes, { store: opts.store, apiAuth, config: opts.tenantConfig, onTenantChanged: opts.onTenantChanged });
   await app.register(keyRoutes, { store: opts.store, apiAuth });
   await app.register(projectRoutes, { store: opts.store, apiAuth });
-  if (opts.retention) await app.register(retentionRoutes, { retention: opts.retention, store: opts.store, apiAuth });
   if (opts.templates) await app.register(templateRoutes, { templates: opts.templates, apiAuth });
+  await app.register(bridgeRoutes, { bridges: opts.bridges, apiAuth });
+  if (opts.retention) await app.register(retentionRoutes, { retention: opts.retention, store: opts.store, apiAuth });
   return app;
 }

@@ -61,14 +61,19 @@ const FILL: Record<string, (c: Ctx) => Fill> = {
   'DELETE /api/v1/keys/:id': (c) => ({ path: `/api/v1/keys/${c.aKeyId}` }),
   'POST /api/v1/projects': () => ({ path: '/api/v1/projects', body: { name: 'b-only-proj' }, collection: true }),
   'GET /api/v1/projects': () => ({ path: '/api/v1/projects', collection: true }),
-  'GET /api/v1/projects/:name/settings': () => ({ path: `/api/v1/projects/${A_PROJ}/settings` }),
-  'PUT /api/v1/projects/:name/settings': () => ({ path: `/api/v1/projects/${A_PROJ}/settings`, body: { suppressSameValueSeconds: 60 } }),
   'GET /api/v1/retention': () => ({ path: '/api/v1/retention', collection: true }),
   'POST /api/v1/retention/run': () => ({ path: '/api/v1/retention/run', collection: true }),
   'POST /api/v1/templates': () => ({ path: '/api/v1/templates', body: { id: 'b-made-tmpl', pattern: 'b-made/{device}' }, collection: true }),
   'GET /api/v1/templates': () => ({ path: '/api/v1/templates', collection: true }),
   'GET /api/v1/templates/:id': () => ({ path: `/api/v1/templates/${A_TMPL}` }),
   'DELETE /api/v1/templates/:id': () => ({ path: `/api/v1/templates/${A_TMPL}` }),
+  'GET /api/v1/projects/:name/settings': () => ({ path: `/api/v1/projects/${A_PROJ}/settings` }),
+  'PUT /api/v1/projects/:name/settings': () => ({ path: `/api/v1/projects/${A_PROJ}/settings`, body: { suppressSameValueSeconds: 60 } }),
+  // Bridges are platform-wide (a {tenant} template routes into any tenant): platform admin only, so a tenant key gets 403 on each.
+  'POST /api/v1/bridges': () => ({ path: '/api/v1/bridges', body: { name: 'b-made-bridge', url: 'mqtt://127.0.0.1:1', topics: ['x/#'], template: { pattern: `x/${A}/{device}`, tenant: A } }, collection: true }),
+  'GET /api/v1/bridges': () => ({ path: '/api/v1/bridges', collection: true }),
+  'GET /api/v1/bridges/:id': () => ({ path: '/api/v1/bridges/a-bridge-x9q' }),
+  'DELETE /api/v1/bridges/:id': () => ({ path: '/api/v1/bridges/a-bridge-x9q' }),
 };
 
 const REFUSED = [401, 403, 404];

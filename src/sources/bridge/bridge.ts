@@ -48,7 +48,7 @@ import type { Store } from '../../stores/store.js';
 import type { CompiledTemplate } from '../../templates/template.js';
 import { clientIdOf, type BridgeDefinition } from './definition.js';
 import { journalPath, messageHash, RedeliveryJournal, type JournalEntry } from './journal.js';
-import { TopicMapper, type Mapping } from './mapping.js';
+import { TopicMapper, type DeviceAdmitter, type Mapping } from './mapping.js';
 import type { BridgeMetrics } from './metrics.js';
 
 /** connected: subscribed and receiving (subscribing: CONNACK seen, SUBACK not yet). */
@@ -81,6 +81,8 @@ export interface BridgeDeps {
   journalDir: string;
   /** The bridge's compiled template (inline, or looked up in the template registry each time). */
   template: () => CompiledTemplate;
+  /** The template registry's device admission, when the node has one. */
+  admitter?: DeviceAdmitter;
   /** Told what was made durable (the node routes it to MQTT subscribers). */
   onDurable?: (envelopes: Envelope[]) => void;
 }
@@ -132,7 +134,7 @@ export class Bridge {
   constructor(readonly def: BridgeDefinition, private readonly deps: BridgeDeps) {
     this.name = def.name;
     this.journal = new RedeliveryJournal(journalPath(deps.journalDir, def.name, def.url, clientIdOf(def)));
-    this.mapper = new TopicMapper(deps.store, deps.template);
+    this.mapper = new TopicMapper(deps.store, deps.template, deps.admitter);
   }
 
   async start(): Promise<void> {

@@ -53,7 +53,7 @@ export function definitionProblems(def: BridgeDefinition, prefix = '', templateE
   });
   if (typeof def.template === 'string') {
     if (!templateExists) problems.push(`${prefix}template: template ids need the template registry, which this node does not have; give the template inline ({ "pattern": "…/{tenant}/{project}/{device}/#" })`);
-    else if (!templateExists(def.template)) problems.push(`${prefix}template: no topic template ${JSON.stringify(def.template)}; list them with GET /api/v1/templates`);
+    else if (!templateExists(def.template)) problems.push(`${prefix}template: no platform topic template ${JSON.stringify(def.template)} in the configuration (\`templates\`); bridges name configuration templates or give one inline`);
   } else {
     for (const p of templateProblems(inlineTemplate(def, def.template))) problems.push(`${prefix}template.${p}`);
     if (def.template.pattern.includes('{') && !def.template.pattern.includes('{tenant}') && def.template.tenant === undefined) {

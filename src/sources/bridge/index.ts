@@ -7,7 +7,8 @@
  * Bridges come from the configuration file (`bridges`, fixed for the node's life) and from
  * POST /api/v1/bridges (kept in the store as objects of kind `bridge`, started at once and
  * again at every start, stopped and forgotten by DELETE). Names are shared by both.
- * Bridges are platform-wide: a template with {tenant} may route messages to any tenant, so
+ * A bridge names a platform template of the configuration by id (`templates`) or gives one
+ * inline. Bridges are platform-wide: a template with {tenant} may route messages to any tenant, so
  * only the platform admin manages them (src/api/rest/bridges.ts). Passwords and TLS keys of
  * REST bridges are kept in the store as given (the bridge needs them to log in) and never shown.
  * /readyz gets one component `bridge:<name>` per bridge; a disconnected bridge is shown there
@@ -25,6 +26,7 @@ import type { Source, SourceAddress } from '../source.js';
 import { Bridge, type BridgeStatus } from './bridge.js';
 import { definitionProblems, inlineTemplate, publicView, schemaProblems, withDefaults, type BridgeDefinition } from './definition.js';
 import { BridgeMetrics } from './metrics.js';
+import type { DeviceAdmitter } from './mapping.js';
 
 export type { BridgeDefinition } from './definition.js';
 export type { BridgeStatus } from './bridge.js';
@@ -35,9 +37,9 @@ export const BRIDGE_OBJECT_KIND = 'bridge';
 /** Bridges are platform-wide; their objects live under this tenant key. */
 export const PLATFORM_TENANT = '*';
 
-/** Topic templates by id (the template registry), when the node has one. */
-export interface TemplateLookup {
-  get(id: string): CompiledTemplate | undefined;
+/** The node's template registry (src/templates): platform templates by id, and device admission. */
+export interface TemplateLookup extends DeviceAdmitter {
+  platformTemplate(id: string): CompiledTemplate | undefined;
 }
 
 export interface BridgeSourceOptions {
@@ -83,7 +85,7 @@ export class BridgeSource implements Source {
 
   private templateExists(): ((id: string) => boolean) | undefined {
     const t = this.opts.templates;
-    return t ? (id) => t.get(id) !== undefined : undefined;
+    return t ? (id) => t.platformTemplate(id) !== undefined : undefined;
   }
 
   private templateOf(def: BridgeDefinition): () => CompiledTemplate {
@@ -93,7 +95,7 @@ export class BridgeSource implements Source {
     }
     const id = def.template;
     return () => {
-      const t = this.opts.templates?.get(id);
+      const t = this.opts.templates?.platformTemplate(id);
       if (!t) throw new Error(`topic template ${id} no longer exists`);
       return t;
     };
@@ -123,7 +125,7 @@ export class BridgeSource implements Source {
     const bridge = new Bridge(e.def, {
       log: this.opts.log, store: this.opts.store, metrics: this.opts.metrics, bridgeMetrics: this.bridgeMetrics,
       logger: this.opts.logger.child({ bridge: e.def.name }), journalDir: join(this.opts.dataDir, 'bridges'),
-      template: this.templateOf(e.def), onDurable: this.opts.onDurable,
+      template: this.templateOf(e.def), admitter: this.opts.templates, onDurable: this.opts.onDurable,
     });
     await bridge.start();
     e.bridge = bridge;

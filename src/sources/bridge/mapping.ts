@@ -6,7 +6,9 @@
  * topic names, is refused. A refusal is a policy decision, not a payload shape: the bridge
  * acknowledges it to the external broker (else the broker would redeliver it forever and
  * hold the session's window), counts it in fluxgate_bridge_refused_total{reason} and shows the
- * last one in the bridge's status. Registry answers are cached (tenants: once found, for good —
+ * last one in the bridge's status. With the node's template registry (src/templates) the device
+ * part is its admitDevice (shared cache, revocations, provisioning counter); without one (unit
+ * use) this module asks the store itself. Registry answers are cached (tenants: once found, for good —
  * tenants are never deleted; devices: DEVICE_CACHE_MS), like device authentication does.
  */
 import { FluxgateError, isFluxgateError } from '../../core/errors.js';
@@ -14,12 +16,19 @@ import { generateToken, hashToken } from '../../core/ids.js';
 import type { MessageKind } from '../../core/envelope.js';
 import type { Store } from '../../stores/store.js';
 import { matchTemplate, type CompiledTemplate } from '../../templates/template.js';
+import type { DeviceAdmission, TemplateTarget } from '../../templates/index.js';
 
 export const DEVICE_CACHE_MS = 30_000;
 const MISSING_TENANT_CACHE_MS = 5_000;
 const MAX_CACHED = 100_000;
 
-export type RefusalReason = 'unmatched_topic' | 'unknown_tenant' | 'unknown_device' | 'device_disabled' | 'project_mismatch' | 'registry_error';
+export type RefusalReason = 'unmatched_topic' | 'unknown_tenant' | 'unknown_device' | 'device_disabled' | 'project_mismatch' | 'registry_error' | string;
+
+/** Device admission of the template registry (src/templates), when the node has one: it owns the device cache, auto-provisioning and its own refusal counter. */
+export interface DeviceAdmitter {
+  admitCached?(target: TemplateTarget): DeviceAdmission | undefined;
+  admitDevice(target: TemplateTarget): Promise<DeviceAdmission>;
+}
 
 export type Mapping =
   | { ok: true; tenant: string; project: string; device: string; kind: MessageKind }
@@ -29,7 +38,7 @@ export class TopicMapper {
   private readonly tenants = new Map<string, number>();
   private readonly devices = new Map<string, { project: string; disabled: boolean; until: number }>();
 
-  constructor(private readonly store: Store, private readonly template: () => CompiledTemplate) {}
+  constructor(private readonly store: Store, private readonly template: () => CompiledTemplate, private readonly admitter?: DeviceAdmitter) {}
 
   async map(topic: string): Promise<Mapping> {
     const m = matchTemplate(this.template(), topic);
@@ -38,6 +47,12 @@ export class TopicMapper {
     if (!tenant) return { ok: false, reason: 'unknown_tenant', detail: `topic ${topic}: the template gives no tenant` };
     try {
       if (!(await this.tenantExists(tenant))) return { ok: false, reason: 'unknown_tenant', detail: `topic ${topic}: no tenant ${tenant} (create it with POST /api/v1/tenants)` };
+      if (this.admitter) {
+        const target: TemplateTarget = { tenant, project: m.project, device: m.device, kind: m.kind, template: m.template };
+        const a = this.admitter.admitCached?.(target) ?? await this.admitter.admitDevice(target);
+        if (a.outcome === 'refused') return { ok: false, reason: a.reason, detail: `topic ${topic}: ${a.reason.replace(/_/g, ' ')} (device ${m.device}, tenant ${tenant}${m.project ? `, project ${m.project}` : ''})` };
+        return { ok: true, tenant, project: a.project, device: m.device, kind: m.kind };
+      }
       let known = await this.device(tenant, m.device);
       if (!known) {
         if (!m.template.autoProvision) return { ok: false, reason: 'unknown_device', detail: `topic ${topic}: device ${m.device} is not registered in tenant ${tenant} and the template does not auto-provision` };
