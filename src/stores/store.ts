@@ -99,7 +99,8 @@ export interface RawCutoff { before: number; receivedBefore?: number }
 /** Per-tenant raw retention: each tenant by id (null: kept for ever); a tenant not listed follows `others` (absent: kept). */
 export interface RawCutoffs { tenants: Record<string, RawCutoff | null>; others?: RawCutoff }
 export interface StoredDeadLetter extends DeadLetter { id: string; failedAt: number }
-export interface MessageQuery { tenant: string; project?: string; device?: string; from: number; to: number; limit: number; after?: string }
+/** `topic`: an MQTT topic filter (`+`, `#`) the message's topic must match (valid filters only; see src/sources/mqtt/topics.ts parseFilter). */
+export interface MessageQuery { tenant: string; project?: string; device?: string; topic?: string; from: number; to: number; limit: number; after?: string }
 
 export interface DeviceRecord {
   tenant: string;

@@ -1,7 +1,7 @@
 /**
  * @module Raw archive and dead-letter reads of the embedded store. Messages are listed
  * ascending by device time (ties by device, then message id) within from ≤ ts < to,
- * optionally narrowed to one project and/or device; dead letters in the order they failed.
+ * optionally narrowed to one project and/or device and/or an MQTT topic filter; dead letters in the order they failed.
  * Both page with opaque cursors and never cross the tenant in their key.
  *
  * Messages are idempotent on (tenant, device, message id). One limit: two copies of a message
@@ -12,6 +12,7 @@ import type { MessageKind } from '../../core/envelope.js';
 import type { DeadLetterFilter, MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
 import { decodeCursor, encodeCursor } from './codec.js';
 import type { Names } from './names.js';
+import { filterRegex, globPrefix } from '../topic-filter.js';
 import { checkLimit } from './read.js';
 import { NameKind, type Db } from './schema.js';
 
@@ -19,6 +20,8 @@ interface MessageRow { device_id: number; message_id: string; project_id: number
 interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number; kind: MessageKind }
 
 const AFTER = `(ts > $cts OR (ts = $cts AND (device_id > $cdev OR (device_id = $cdev AND message_id > $cmsg))))`;
+/** An MQTT topic filter ($tre = '' means any topic): the GLOB prefix first, then the exact test (../topic-filter.ts). */
+const TOPIC = `($tre = '' OR (topic GLOB $tglob AND fg_topic_match($tre, topic)))`;
 
 export class Archive {
   private readonly byTime;
@@ -28,18 +31,28 @@ export class Archive {
 
   constructor(private readonly db: Db, private readonly names: Names) {
     const cols = 'device_id, message_id, project_id, topic, kind, ts, receive_time, payload';
+    // The topic filter's regular expression, compiled once per distinct filter.
+    const compiled = new Map<string, RegExp>();
+    db.function('fg_topic_match', { deterministic: true }, (re: unknown, topic: unknown) => {
+      let r = compiled.get(re as string);
+      if (!r) {
+        if (compiled.size > 100) compiled.clear();
+        compiled.set(re as string, (r = new RegExp(re as string)));
+      }
+      return r.test(topic as string) ? 1 : 0;
+    });
     // Staged messages (./write.ts) are read too, skipping one already compacted (a replay).
     const staged = `SELECT ${cols} FROM messages_recent r WHERE tenant_id = $t AND ts >= $lo AND ts < $to
-      AND ($p = -1 OR project_id = $p) AND ${AFTER}`;
+      AND ($p = -1 OR project_id = $p) AND ${TOPIC} AND ${AFTER}`;
     const notCompacted = `NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant_id = r.tenant_id AND m.device_id = r.device_id AND m.message_id = r.message_id)`;
     // $p = -1 means any project; one statement per access path keeps each plan a range seek.
     this.byTime = db.prepare(`SELECT ${cols} FROM messages
-      WHERE tenant_id = $t AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${AFTER}
+      WHERE tenant_id = $t AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${TOPIC} AND ${AFTER}
       UNION ALL
       SELECT * FROM (${staged} AND ${notCompacted})
       ORDER BY ts, device_id, message_id LIMIT $limit`);
     this.byDevice = db.prepare(`SELECT ${cols} FROM messages INDEXED BY messages_by_device
-      WHERE tenant_id = $t AND device_id = $dev AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${AFTER}
+      WHERE tenant_id = $t AND device_id = $dev AND ts >= $lo AND ts < $to AND ($p = -1 OR project_id = $p) AND ${TOPIC} AND ${AFTER}
       UNION ALL
       SELECT * FROM (${staged} AND device_id = $dev AND ${notCompacted})
       ORDER BY ts, device_id, message_id LIMIT $limit`);
@@ -61,7 +74,8 @@ export class Archive {
       p = id;
     }
     // Seeking from the cursor's time, not from `from`, keeps every page as cheap as the first.
-    const params = { t: tenantId, lo: Math.max(q.from, cts), to: q.to, p, cts, cdev, cmsg, limit: limit + 1 };
+    const params = { t: tenantId, lo: Math.max(q.from, cts), to: q.to, p, cts, cdev, cmsg, limit: limit + 1,
+      tre: q.topic === undefined ? '' : filterRegex(q.topic), tglob: q.topic === undefined ? '*' : globPrefix(q.topic) };
     let rows: MessageRow[];
     if (q.device !== undefined) {
       const dev = this.names.find(NameKind.device, tenantId, q.device);

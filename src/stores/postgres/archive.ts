@@ -1,13 +1,14 @@
 /**
  * @module Raw archive and dead-letter reads of the PostgreSQL store. Messages are listed
  * ascending by device time (ties by device, then message id, byte order) within from ≤ ts < to,
- * optionally narrowed to one project and/or device; dead letters in the order they failed
+ * optionally narrowed to one project and/or device and/or an MQTT topic filter; dead letters in the order they failed
  * (their identity column). Both page with opaque cursors; every query starts with the tenant.
  */
 import type pg from 'pg';
 import type { MessageKind } from '../../core/envelope.js';
 import type { DeadLetterFilter, MessageQuery, Page, RawMessage, StoredDeadLetter } from '../store.js';
 import { checkLimit, decodeCursor, encodeCursor, ident } from './codec.js';
+import { filterRegex, likePrefix } from '../topic-filter.js';
 
 interface MessageRow { device: string; message_id: string; project: string; topic: string; kind: MessageKind; ts: number; receive_time: number; payload: Buffer }
 interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number; kind: MessageKind }
@@ -25,6 +26,8 @@ export class Archive {
     const where = ['tenant = $1', 'ts >= $2', 'ts < $3'];
     if (q.project !== undefined) where.push(`project = $${params.push(q.project)}`);
     if (q.device !== undefined) where.push(`device = $${params.push(q.device)}`);
+    // An MQTT topic filter: the literal prefix with LIKE, then the exact regular expression (../topic-filter.ts).
+    if (q.topic !== undefined) where.push(`topic LIKE $${params.push(likePrefix(q.topic))} ESCAPE '\\'`, `topic ~ $${params.push(filterRegex(q.topic))}`);
     if (q.after !== undefined) {
       const [cts, cdev, cmsg] = decodeCursor(q.after, 'nss') as [number, string, string];
       // The bare ts bound lets the scan start at the cursor; the row test splits ties.
