@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
@@ -173,6 +173,33 @@ for (const backend of BACKENDS) {
       } finally {
         await t.stop();
         await exports.cleanup();
+        await cleanup();
+      }
+    });
+
+    it('an export that cannot be written keeps the tenant\'s raw rows and says why', { skip }, async () => {
+      const { store: storeCfg, cleanup } = await backend.setup();
+      const tmp = await tempDir('fluxgate-exports-');
+      // A file where the export directory should be: mkdir of <exportDir>/acme fails.
+      const blocked = join(tmp.dir, 'not-a-dir');
+      await writeFile(blocked, 'x');
+      const t = await startTestNode({ store: { ...storeCfg, retentionIntervalMs: 3_600_000 }, retention: { exportDir: blocked } });
+      try {
+        const token = await tenantWithDevice(t, 'acme', 'a1');
+        await send(t, 'a1', token, [{ ts: Date.now() - 10 * DAY, id: 'old', v: 1 }, { id: 'new', v: 2 }]);
+        await waitFor(async () => (await allMessages(t.node.store, 'acme')).length === 2, { what: 'messages stored' });
+        const run = await t.api('POST', '/api/v1/retention/run');
+        assert.equal(run.status, 200);
+        assert.equal(run.body.errors.length, 1);
+        assert.match(run.body.errors[0], /retention\.exportDir/);
+        assert.deepEqual((await allMessages(t.node.store, 'acme')).map((m) => m.messageId).sort(), ['new', 'old']);
+        const view = await t.api('GET', '/api/v1/retention?tenant=acme');
+        assert.equal(view.body.lastPass.ok, false);
+        const metrics = await fetch(`${t.url}/metrics`).then((r) => r.text());
+        assert.match(metrics, /fluxgate_retention_last_run_success 0/);
+      } finally {
+        await t.stop();
+        await tmp.cleanup();
         await cleanup();
       }
     });
