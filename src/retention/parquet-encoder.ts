@@ -11,8 +11,10 @@ export type EncoderRequest =
   | { id: number; op: 'open'; file: string; meta: Array<{ key: string; value: string }> }
   | { id: number; op: 'rows'; rows: ExportRow[] }
   | { id: number; op: 'finish' }
-  | { id: number; op: 'abort' };
-export type EncoderResponse = { id: number; ok: true } | { id: number; ok: false; error: string };
+  | { id: number; op: 'abort' }
+  /** Reads `device\u0000message_id` of every row of existing files (rows already exported). */
+  | { id: number; op: 'keys'; files: string[] };
+export type EncoderResponse = { id: number; ok: true; keys?: string[] } | { id: number; ok: false; error: string };
 type Body<R> = R extends unknown ? Omit<R, 'id'> : never;
 
 const ENTRY = { url: new URL('./worker-bootstrap.mjs', import.meta.url), entry: new URL('./parquet-worker.ts', import.meta.url).href };
@@ -20,7 +22,7 @@ const ENTRY = { url: new URL('./worker-bootstrap.mjs', import.meta.url), entry: 
 export class ParquetEncoder {
   private worker: Worker | undefined;
   private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
+  private readonly waiting = new Map<number, { resolve: (keys?: string[]) => void; reject: (err: Error) => void }>();
 
   private start(): Worker {
     if (this.worker) return this.worker;
@@ -28,7 +30,7 @@ export class ParquetEncoder {
     w.on('message', (r: EncoderResponse) => {
       const p = this.waiting.get(r.id);
       this.waiting.delete(r.id);
-      if (r.ok) p?.resolve();
+      if (r.ok) p?.resolve(r.keys);
       else p?.reject(new Error(r.error));
     });
     const fail = (err: Error) => {
@@ -42,10 +44,10 @@ export class ParquetEncoder {
     return w;
   }
 
-  call(req: Body<EncoderRequest>): Promise<void> {
+  call(req: Body<EncoderRequest>): Promise<string[] | undefined> {
     const w = this.start();
     const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<string[] | undefined>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
       w.postMessage({ ...req, id });
     });

@@ -23,7 +23,6 @@
  */
 import { link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { FluxgateError } from '../core/errors.js';
 import type { RawMessage, Store } from '../stores/store.js';
 import type { ParquetEncoder } from './parquet-encoder.js';
@@ -70,16 +69,6 @@ async function removeStaleTemps(dir: string, day: string): Promise<void> {
 
 const keyOf = (device: string, messageId: string) => `${device}\u0000${messageId}`;
 
-/** (device, message id) of every row in the given files. */
-async function exportedKeys(files: string[]): Promise<Set<string>> {
-  const keys = new Set<string>();
-  for (const f of files) {
-    const rows = await parquetReadObjects({ file: await asyncBufferFromFile(f), columns: ['device', 'message_id'] }) as Array<{ device: string; message_id: string }>;
-    for (const r of rows) keys.add(keyOf(r.device, r.message_id));
-  }
-  return keys;
-}
-
 async function fsyncPath(path: string): Promise<void> {
   const fh = await open(path, 'r');
   try { await fh.sync(); } finally { await fh.close(); }
@@ -102,7 +91,8 @@ export async function exportDay(store: Store, encoder: ParquetEncoder, exportDir
   }
   await removeStaleTemps(dir, day);
   const parts = await partsOf(dir, day);
-  const done = parts.length ? await exportedKeys(parts.map((p) => p.file)) : undefined;
+  // Rows already in this day's parts (read in the worker too) are not exported again.
+  const done = parts.length ? new Set(await encoder.call({ op: 'keys', files: parts.map((p) => p.file) })) : undefined;
   const part = parts.length ? parts[parts.length - 1].part + 1 : 0;
   const file = join(dir, part === 0 ? `${day}.parquet` : `${day}.${part}.parquet`);
   const tmp = join(dir, `.${day}.${part}.parquet.${process.pid}.${Date.now()}.tmp`);

@@ -3,10 +3,11 @@
  * (hyparquet-writer) and fsyncs it, so compressing and encoding a day of messages never holds
  * the node's main thread, where ingest is acknowledged. One file at a time, driven by
  * ./parquet-encoder.ts with requests answered in order: open, rows (one row group or more),
- * finish (footer, then fsync), abort.
+ * finish (footer, then fsync), abort; and keys, which reads back the rows of existing parts.
  */
 import { open } from 'node:fs/promises';
 import { parentPort } from 'node:worker_threads';
+import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { ParquetWriter, fileWriter } from 'hyparquet-writer';
 import type { EncoderRequest, EncoderResponse, ExportRow } from './parquet-encoder.js';
 
@@ -44,8 +45,16 @@ if (!parentPort) throw new Error('the Parquet export worker must run in a worker
 const port = parentPort;
 let current: { file: string; writer: ParquetWriter } | undefined;
 
-async function handle(req: EncoderRequest): Promise<void> {
+async function handle(req: EncoderRequest): Promise<string[] | undefined> {
   switch (req.op) {
+    case 'keys': {
+      const keys: string[] = [];
+      for (const f of req.files) {
+        const rows = await parquetReadObjects({ file: await asyncBufferFromFile(f), columns: ['device', 'message_id'] }) as Array<{ device: string; message_id: string }>;
+        for (const r of rows) keys.push(`${r.device}\u0000${r.message_id}`);
+      }
+      return keys;
+    }
     case 'open':
       current = { file: req.file, writer: new ParquetWriter({ writer: fileWriter(req.file), schema: SCHEMA as never, createdBy: 'fluxgate', kvMetadata: req.meta }) };
       return;
@@ -71,7 +80,7 @@ async function handle(req: EncoderRequest): Promise<void> {
 // Requests come one at a time (the encoder waits for each answer), so handlers never overlap.
 port.on('message', (req: EncoderRequest) => {
   handle(req).then(
-    () => port.postMessage({ id: req.id, ok: true } satisfies EncoderResponse),
+    (keys) => port.postMessage({ id: req.id, ok: true, keys } satisfies EncoderResponse),
     (err: unknown) => port.postMessage({ id: req.id, ok: false, error: (err as Error)?.message ?? String(err) } satisfies EncoderResponse),
   );
 });
