@@ -9,8 +9,10 @@
  * Usage: node --import tsx bench/cluster-mqtt.ts [--seconds 8] [--rates 1000,4000] [--max 1]
  * (PostgreSQL: FLUXGATE_TEST_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { startNatsServer } from '../test/helpers/nats-server.js';
@@ -22,6 +24,8 @@ const arg = (name: string, def: string) => { const i = process.argv.indexOf(`--$
 const SECONDS = Number(arg('seconds', '8'));
 const RATES = arg('rates', '1000,4000').split(',').map(Number);
 const MAX = arg('max', '1') !== '0';
+/** --profile DIR: nodes A and B write V8 CPU profiles there (summed by self time at the end). */
+const PROFILE = arg('profile', '');
 const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const schema = `fluxgate_bench_mqtt_${randomBytes(4).toString('hex')}`;
 const TICK = 100; // USER_HZ on Linux
@@ -30,6 +34,26 @@ const ticks = (pid: number | undefined): number => {
   if (!pid) return 0;
   try { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' '); return Number(f[11]) + Number(f[12]); } catch { return 0; }
 };
+
+/** Node flags for a profiled child (V8 writes the profile when it exits, SIGTERM included). */
+const prof = (name: string): string[] => (PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE}/node-${name}`] : []);
+
+/** spawnNode (test/helpers/node.ts), or with node flags the same command line by hand. */
+async function startNode(dir: string, env: Record<string, string>, flags: string[]): Promise<Awaited<ReturnType<typeof spawnNode>>> {
+  if (flags.length === 0) return spawnNode(dir, env);
+  const cli = fileURLToPath(new URL('../bin/fluxgate.js', import.meta.url));
+  const child = spawn(process.execPath, [...flags, cli, 'start'], {
+    env: { ...process.env, FLUXGATE_DATA_DIR: dir, FLUXGATE_HTTP_PORT: '0', FLUXGATE_MQTT_PORT: '0', FLUXGATE_ADMIN_KEY: ADMIN_KEY, FLUXGATE_HTTP_HOST: '127.0.0.1', FLUXGATE_MQTT_HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { out += d; });
+  const url = await waitFor(() => /HTTP\s+(http:\/\/\S+)/.exec(out)?.[1], { timeoutMs: 30_000, what: 'the node banner' });
+  const mqttPort = Number(/MQTT\s+mqtt:\/\/[^:\s]+:(\d+)/.exec(out)?.[1]);
+  await waitFor(async () => (await fetch(url + '/readyz').catch(() => undefined))?.ok, { timeoutMs: 30_000, what: '/readyz' });
+  return { child, url, mqttPort, output: () => out };
+}
 
 function connect(port: number, key: string): Promise<MqttClient> {
   const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, username: 'bench', password: key, reconnectPeriod: 0 });
@@ -91,8 +115,8 @@ async function main(): Promise<void> {
   const dirs = [await tempDir('fluxgate-bench-a-'), await tempDir('fluxgate-bench-b-')];
   const env = { FLUXGATE_LOG: nats.url, FLUXGATE_STORE: PG_URL, FLUXGATE_STORE_SCHEMA: schema, FLUXGATE_LOG_LEVEL: 'error' };
   dirs.push(await tempDir('fluxgate-bench-solo-'));
-  const a = await spawnNode(dirs[0]!.dir, { ...env, FLUXGATE_NODE_ID: 'a' });
-  const b = await spawnNode(dirs[1]!.dir, { ...env, FLUXGATE_NODE_ID: 'b' });
+  const a = await startNode(dirs[0]!.dir, { ...env, FLUXGATE_NODE_ID: 'a' }, prof('a'));
+  const b = await startNode(dirs[1]!.dir, { ...env, FLUXGATE_NODE_ID: 'b' }, prof('b'));
   // The baseline: one node on its embedded log and store, no cluster code in the path.
   const solo = await spawnNode(dirs[2]!.dir, { FLUXGATE_LOG_LEVEL: 'error' });
   const results: Run[] = [];
@@ -127,4 +151,28 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => { console.error(err); process.exitCode = 1; });
+/** Top functions by self time in a V8 .cpuprofile, as % of the profile's samples. */
+function topFunctions(file: string, n = 12): string[] {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>; samples: number[] };
+  const byId = new Map(p.nodes.map((x) => [x.id, x]));
+  const self = new Map<string, number>();
+  for (const id of p.samples) {
+    const f = byId.get(id)!.callFrame;
+    const k = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/src\//, 'src/')}:${f.lineNumber + 1}`;
+    self.set(k, (self.get(k) ?? 0) + 1);
+  }
+  return [...self].sort((x, y) => y[1] - x[1]).slice(0, n).map(([k, v]) => `${((100 * v) / p.samples.length).toFixed(1)}% ${k}`);
+}
+
+async function report(): Promise<void> {
+  await main();
+  if (!PROFILE) return;
+  for (const name of ['a', 'b']) {
+    // One profile per thread (tsx's loader runs in a worker): the main thread's is the largest.
+    const dir = `${PROFILE}/node-${name}`;
+    const f = readdirSync(dir).map((x) => `${dir}/${x}`).sort((x, y) => statSync(y).size - statSync(x).size)[0]!;
+    try { console.log(`\nnode ${name.toUpperCase()} self time:\n  ${topFunctions(f).join('\n  ')}`); } catch (err) { console.log(`no profile for node ${name}: ${(err as Error).message}`); }
+  }
+}
+
+report().catch((err) => { console.error(err); process.exitCode = 1; });

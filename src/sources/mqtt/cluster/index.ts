@@ -65,6 +65,7 @@ import { parseFilter, topicMatches, type ClientIdentity, type ParsedFilter } fro
 import type { SubOptions } from '../subscriptions.js';
 import { Bucket } from './kv.js';
 import { loadRetained, saveRetained, type RetainedEntry } from './retained.js';
+import { StreamPublisher } from './publisher.js';
 import { SharedSubscriptions } from './shares.js';
 import { decodeMessage, encodeMessage, outgoingFromWire, outgoingToWire, type SessionHandover, type SessionRecord } from './wire.js';
 
@@ -112,6 +113,7 @@ export class MqttCluster {
   private readonly sessionsKv: Bucket<SessionRecord>;
   private readonly nodesKv: Bucket<NodeRecord>;
   private readonly retainedKv: Bucket<RetainedEntry>;
+  private readonly publisher: StreamPublisher;
   private reader?: ConsumerMessages;
   private takeoverSub?: Subscription;
   private timer?: NodeJS.Timeout;
@@ -126,6 +128,7 @@ export class MqttCluster {
     this.nodesKv = new Bucket(js, jsm, 'fgmqtt_nodes');
     this.retainedKv = new Bucket(js, jsm, 'fgmqtt_retained');
     this.shares = new SharedSubscriptions(nc, broker, subjectOf);
+    this.publisher = new StreamPublisher(nc, STREAM, 5000);
   }
 
   static async start(broker: Broker, opts: MqttClusterOptions): Promise<MqttCluster> {
@@ -221,16 +224,17 @@ export class MqttCluster {
       this.broker.logger.warn({ err, topic: msg.topic }, 'mqtt message cannot be encoded for the cluster; delivered on this node only');
       return this.broker.routeLocal(tenant, msg);
     }
-    this.js.publish(subjectOf(tenant), data, { timeout: 5000 }).then((ack) => {
-      this.stats.published++;
-      this.seqOf.set(msg, ack.seq);
-      if (ack.seq > this.lastOwnSeq) this.lastOwnSeq = ack.seq;
-      if (msg.retain) saveRetained(this.retainedKv, tenant, msg).catch((err: unknown) => this.broker.logger.warn({ err, topic: msg.topic }, 'retained message not written to the cluster bucket; nodes started later miss it'));
-    }, (err: unknown) => {
-      this.stats.publishFailed++;
-      this.broker.logger.warn({ err, tenant, topic: msg.topic }, 'mqtt message not published to the cluster; delivered on this node only');
-    }).finally(() => {
+    this.publisher.publish(subjectOf(tenant), data, (err, seq) => {
       this.pendingOwn.delete(id);
+      if (err) {
+        this.stats.publishFailed++;
+        this.broker.logger.warn({ err, tenant, topic: msg.topic }, 'mqtt message not published to the cluster; delivered on this node only');
+      } else {
+        this.stats.published++;
+        this.seqOf.set(msg, seq);
+        if (seq > this.lastOwnSeq) this.lastOwnSeq = seq;
+        if (msg.retain) saveRetained(this.retainedKv, tenant, msg).catch((e: unknown) => this.broker.logger.warn({ err: e, topic: msg.topic }, 'retained message not written to the cluster bucket; nodes started later miss it'));
+      }
       this.broker.routeLocal(tenant, msg);
     });
   }
@@ -461,6 +465,7 @@ export class MqttCluster {
     this.takeoverSub?.unsubscribe();
     this.shares.close();
     await Promise.race([this.drainPending(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    this.publisher.close();
     await this.writeWatermark(true).catch(() => undefined);
     this.reader?.stop();
     await this.nc.drain().catch(() => undefined);
