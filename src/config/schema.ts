@@ -108,6 +108,7 @@ export const ConfigSchema = Type.Object({
     defaultRawRetentionDays: Type.Number({ minimum: 0, default: 3, description: 'Raw history and archived messages older than this are deleted, days (3; 0 keeps them forever), unless the tenant\'s setting rawRetentionDays says otherwise.' }),
     defaultRollup1mRetentionDays: Type.Number({ minimum: 0, default: 30, description: '1-minute roll-ups older than this are deleted, days (30; 0 keeps them forever), unless the tenant\'s setting rollup1mRetentionDays says otherwise.' }),
     defaultRollup1hRetentionDays: Type.Number({ minimum: 0, default: 365, description: '1-hour roll-ups older than this are deleted, days (365; 0 keeps them forever), unless the tenant\'s setting rollup1hRetentionDays says otherwise.' }),
+    refusalDelayMs: Type.Integer({ minimum: 0, maximum: 10000, default: 500, description: 'An HTTP request over its tenant\'s messagesPerSecond is answered (429) after this many ms, ms (0.5 s; 0 = at once): a client that floods waits instead of spending the node\'s CPU on refusals that other tenants need. Requests of other tenants are never delayed.' }),
     settingsCacheMs: Type.Integer({ minimum: 100, default: 5000, description: 'How long a node trusts its copy of tenant settings (quotas) before reading them again, ms (5 s). A change through this node applies at once; through another node, within this time.' }),
   }, { default: {} }),
   retention: Type.Object({

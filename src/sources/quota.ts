@@ -106,6 +106,11 @@ export class Quotas {
     return b;
   }
 
+  /** How long a source holds an over-rate refusal before answering (tenants.refusalDelayMs): a flooding client then waits instead of costing CPU. */
+  get refusalDelayMs(): number {
+    return this.config.tenants.refusalDelayMs;
+  }
+
   /** Counts `n` device creations refused by the device quota (enforced by the store, inside its transaction). */
   refusedDevices(tenant: string, n: number): void {
     this.refused.inc({ tenant, quota: 'devices' }, n);

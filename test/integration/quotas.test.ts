@@ -102,19 +102,23 @@ describe('quotas on messages (rate, payload) over HTTP and MQTT', () => {
   it('HTTP: over the rate is 429 with Retry-After, counted; another tenant meanwhile is not slowed; a batch over the burst is refused whole', async () => {
     assert.equal((await t.api('PATCH', '/api/v1/tenants/acme', { settings: { messagesPerSecond: 0.5, burstMessages: 3 } })).status, 200);
     for (let i = 0; i < 3; i++) assert.equal((await send('a1', { v: i })).status, 202, `message ${i} within the burst`);
+    const sent = performance.now();
     const over = await send('a1', { v: 99 });
     assert.equal(over.status, 429);
+    assert.ok(performance.now() - sent >= 450, 'an over-rate answer waits tenants.refusalDelayMs (500 ms)');
     const body = await over.json();
     assert.equal(body.code, 'QUOTA_RATE');
     assert.match(body.message, /0\.5 messages per second/);
     const retryAfter = Number(over.headers.get('retry-after'));
     assert.ok(retryAfter >= 1 && retryAfter <= 2, `Retry-After ${over.headers.get('retry-after')}`);
-    // beta has no quota: 50 messages, all taken, while acme is refused.
+    // beta has no quota: 50 messages, all taken and none held, while acme's refusals are held.
+    const held = Promise.all([send('a1', { v: 98 }), send('a1', { v: 97 })]);
     const started = performance.now();
     for (let i = 0; i < 50; i++) assert.equal((await send('b1', { v: i })).status, 202);
     assert.ok(performance.now() - started < 5000);
+    assert.deepEqual((await held).map((r) => r.status), [429, 429]);
     assert.equal((await send('a1', { v: 100 })).status, 429, 'acme is still over');
-    assert.equal(await metric(t, 'acme', 'rate'), 2);
+    assert.equal(await metric(t, 'acme', 'rate'), 4);
     assert.equal(await metric(t, 'beta', 'rate'), 0);
     const batch = await send('a1', [{ v: 1 }, { v: 2 }, { v: 3 }, { v: 4 }]);
     assert.equal(batch.status, 429);

@@ -19,6 +19,7 @@ import { parseDeviceTime } from '../../process/decode.js';
 import { bearerToken } from '../../api/auth.js';
 import type { Admission } from '../admission.js';
 import type { Quotas } from '../quota.js';
+import { setTimeout as delay } from 'node:timers/promises';
 
 export interface HttpIngestOptions {
   log: Log;
@@ -119,7 +120,11 @@ export async function httpIngestRoutes(app: FastifyInstance, opts: HttpIngestOpt
       }
       // Tenant quotas: the whole body passes or none of it (429 + Retry-After, or 413), counted per tenant.
       const over = opts.quotas?.check(who.tenant, envelopes.length, envelopes.reduce((m, e) => Math.max(m, e.payload.length), 0));
-      if (over) throw over;
+      if (over) {
+        // An over-rate client waits for its answer (a timer, no CPU), so a flood cannot crowd out other tenants' requests.
+        if (over.code === 'QUOTA_RATE' && opts.quotas!.refusalDelayMs > 0) await delay(opts.quotas!.refusalDelayMs);
+        throw over;
+      }
       const end = metrics.logAppendSeconds.startTimer();
       await log.append(envelopes);
       end();
