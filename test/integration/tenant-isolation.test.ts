@@ -38,6 +38,8 @@ const FILL: Record<string, (c: Ctx) => Fill> = {
   'POST /api/v1/devices/:id/:kind': () => ({ path: `/api/v1/devices/${A_DEV}/telemetry`, body: { v: 1 } }),
   'POST /api/v1/:token/:kind': (c) => ({ path: `/api/v1/${c.bKey}/telemetry`, body: { v: 1 } }),
   'POST /api/v1/devices': () => ({ path: '/api/v1/devices', body: { id: 'b-made-x9q', project: A_PROJ } }),
+  // Bulk creation acts on the caller's own tenant (a collection); aimed at A's project it creates nothing (400, by row).
+  'POST /api/v1/devices/bulk': () => ({ path: '/api/v1/devices/bulk', body: [{ id: 'b-bulk-x9q', project: A_PROJ }], collection: true }),
   'GET /api/v1/devices': () => ({ path: '/api/v1/devices', collection: true }),
   'GET /api/v1/devices/:id': () => ({ path: `/api/v1/devices/${A_DEV}` }),
   'PATCH /api/v1/devices/:id': () => ({ path: `/api/v1/devices/${A_DEV}`, body: { disabled: true } }),
