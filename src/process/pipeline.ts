@@ -233,7 +233,8 @@ export class Pipeline {
         if (inBatch.has(k) || this.dedup.isDuplicate(m)) { bump(built.duplicates, m.tenant); continue; }
         inBatch.add(k);
       }
-      if (m.kind === 'snapshot' && settings.snapshotReplaces && !d.deadLetter) {
+      // A snapshot without points (`{}`, not JSON) says nothing about which keys exist: no cut.
+      if (m.kind === 'snapshot' && settings.snapshotReplaces && d.points.length > 0) {
         cuts.push({ tenant: m.tenant, device: m.device, ts: m.ts, keys: [...new Set(d.points.map((p) => p.key))] });
       }
       const windowMs = (settings.suppressSameValueSeconds ?? 0) * 1000;

@@ -1,4 +1,7 @@
-/** @module REST: projects of a tenant. Every tenant has the project `default`; a device belongs to one existing project (./devices.ts). Creating needs the tenant admin role. */
+/**
+ * @module REST: projects of a tenant. Every tenant has the project `default`; a device belongs to one existing project (./devices.ts). Creating needs the tenant admin role.
+ * `GET/PUT /api/v1/projects/{name}/settings`: the project's processing settings (src/process/settings.ts), kept as a store object of kind `project-settings`.
+ */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ProjectRecord, Store } from '../../stores/store.js';

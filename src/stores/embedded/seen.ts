@@ -12,16 +12,25 @@ import type { DeadLetter, DeviceSeen, LatestValue, RawMessage, SeenMessageId, Sn
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
 
+/** Rows per multi-row INSERT (one statement run per 100 rows instead of one per row). */
+const IDS_PER_STATEMENT = 100;
+
 export class SeenWriter {
   private readonly insertId;
+  private readonly insertIds;
+  private readonly params: unknown[] = new Array(IDS_PER_STATEMENT * 4);
   private readonly upsertSeen;
+  private readonly upsertSeenMany;
   private readonly upsertCut;
   private readonly forget;
 
   constructor(db: Db, private readonly names: Names) {
     this.insertId = db.prepare('INSERT OR IGNORE INTO seen_ids (receive_time, tenant_id, device_id, message_id) VALUES (?, ?, ?, ?)');
-    this.upsertSeen = db.prepare(`INSERT INTO device_seen (tenant_id, device_id, last_seen, last_ts) VALUES (?, ?, ?, ?)
+    this.insertIds = db.prepare(`INSERT OR IGNORE INTO seen_ids (receive_time, tenant_id, device_id, message_id) VALUES ${Array(IDS_PER_STATEMENT).fill('(?, ?, ?, ?)').join(',')}`);
+    const upsertSeen = (n: number) => db.prepare(`INSERT INTO device_seen (tenant_id, device_id, last_seen, last_ts) VALUES ${Array(n).fill('(?, ?, ?, ?)').join(',')}
       ON CONFLICT DO UPDATE SET last_seen = max(last_seen, excluded.last_seen), last_ts = max(last_ts, excluded.last_ts)`);
+    this.upsertSeen = upsertSeen(1);
+    this.upsertSeenMany = upsertSeen(IDS_PER_STATEMENT);
     this.upsertCut = db.prepare(`INSERT INTO device_seen (tenant_id, device_id, last_seen, last_ts, snapshot_ts, snapshot_keys) VALUES (?, ?, 0, ?, ?, ?)
       ON CONFLICT DO UPDATE SET snapshot_ts = excluded.snapshot_ts, snapshot_keys = excluded.snapshot_keys
       WHERE snapshot_ts IS NULL OR excluded.snapshot_ts >= snapshot_ts`);
@@ -33,15 +42,30 @@ export class SeenWriter {
     const { names } = this;
     const letters = deadLetters.length ? new Set(deadLetters.map((d) => `${d.tenant}\u0000${d.device}\u0000${d.messageId}`)) : undefined;
     const perDevice = new Map<number, { t: number; seen: number; ts: number }>();
+    const p = this.params;
+    let filled = 0;
+    let lastTenant = '';
+    let t = 0;
     for (const m of messages) {
-      const t = names.intern(NameKind.tenant, 0, m.tenant);
+      if (m.tenant !== lastTenant) { lastTenant = m.tenant; t = names.intern(NameKind.tenant, 0, m.tenant); }
       const d = names.intern(NameKind.device, t, m.device);
-      if (!letters?.has(`${m.tenant}\u0000${m.device}\u0000${m.messageId}`)) this.insertId.run(m.receiveTime, t, d, m.messageId);
+      if (!letters?.has(`${m.tenant}\u0000${m.device}\u0000${m.messageId}`)) {
+        const o = filled * 4;
+        p[o] = m.receiveTime; p[o + 1] = t; p[o + 2] = d; p[o + 3] = m.messageId;
+        if (++filled === IDS_PER_STATEMENT) { this.insertIds.run(p); filled = 0; }
+      }
       const cur = perDevice.get(d);
       if (!cur) perDevice.set(d, { t, seen: m.receiveTime, ts: m.ts });
       else { cur.seen = Math.max(cur.seen, m.receiveTime); cur.ts = Math.max(cur.ts, m.ts); }
     }
-    for (const [d, s] of perDevice) this.upsertSeen.run(s.t, d, s.seen, s.ts);
+    for (let r = 0; r < filled; r++) this.insertId.run(p.slice(r * 4, r * 4 + 4));
+    filled = 0;
+    for (const [d, s] of perDevice) {
+      const o = filled * 4;
+      p[o] = s.t; p[o + 1] = d; p[o + 2] = s.seen; p[o + 3] = s.ts;
+      if (++filled === IDS_PER_STATEMENT) { this.upsertSeenMany.run(p); filled = 0; }
+    }
+    for (let r = 0; r < filled; r++) this.upsertSeen.run(p.slice(r * 4, r * 4 + 4));
     for (const c of cuts ?? []) {
       const t = names.intern(NameKind.tenant, 0, c.tenant);
       this.upsertCut.run(t, names.intern(NameKind.device, t, c.device), c.ts, c.ts, JSON.stringify(c.keys));
