@@ -6,6 +6,9 @@
  * another tenant.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import mqtt, { type IPublishPacket, type Packet } from 'mqtt';
 import { apiClient, startTestNode, type TestNode } from '../helpers/node.js';
@@ -78,6 +81,26 @@ describe('tenant settings over REST', () => {
     assert.equal((await t.api('PATCH', '/api/v1/tenants/nobody', { settings: { maxDevices: 1 } })).status, 404);
     assert.equal((await fetch(`${t.url}/api/v1/tenants/acme`)).status, 401);
     assert.equal((await apiClient(t.url, betaKey)('PATCH', '/api/v1/tenants/beta', { settings: { maxDevices: 0 } })).status, 403);
+  });
+
+  it('fluxgate tenant set / show change and print the settings; a bad value names the flag and changes nothing', async () => {
+    const cli = fileURLToPath(new URL('../../bin/fluxgate.js', import.meta.url));
+    const run = (...args: string[]) => promisify(execFile)(process.execPath, [cli, ...args, '--url', t.url, '--key', t.node.adminKey])
+      .then((r) => ({ code: 0, ...r }), (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }));
+    const set = await run('tenant', 'set', 'beta', '--max-devices', '7', '--messages-per-second', '2.5', '--raw-retention-days', '0');
+    assert.equal(set.code, 0, set.stderr);
+    assert.match(set.stdout, /maxDevices\s+7\s+\(tenant setting\)/);
+    assert.match(set.stdout, /burstMessages\s+3\s+\(node default\)/);
+    assert.deepEqual((await t.api('GET', '/api/v1/tenants/beta')).body.settings, { maxDevices: 7, messagesPerSecond: 2.5, rawRetentionDays: 0 });
+    const unset = await run('tenant', 'set', 'beta', '--messages-per-second', 'default');
+    assert.equal(unset.code, 0, unset.stderr);
+    assert.deepEqual((await t.api('GET', '/api/v1/tenants/beta')).body.settings, { maxDevices: 7, rawRetentionDays: 0 });
+    const bad = await run('tenant', 'set', 'beta', '--max-devices', 'lots');
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--max-devices/);
+    const show = await run('tenant', 'show', 'beta');
+    assert.match(show.stdout, /tenant beta/);
+    assert.match(show.stdout, /rawRetentionDays\s+0\s+\(tenant setting\)/);
   });
 });
 
