@@ -6,7 +6,10 @@
  * subscription with members on A and B gets each message once in total; the same client id on B
  * takes A's connection over (DISCONNECT 0x8E) with its persistent session and backlog; a
  * persistent session whose node is SIGKILLed resumes on B with the QoS 1 messages published
- * meanwhile through C; a REST command on A reaches a device on B and its reply comes back.
+ * meanwhile through C; a REST command on A reaches a device on B and its reply comes back;
+ * retained messages reach other nodes and nodes started later; garbage on the cluster subjects
+ * stops nothing; a session brought to a node is cut to that node's mqtt.maxOfflineMessages;
+ * deliveries resume after the NATS server restarts (last test).
  *
  * Exactly once is checked with a marker: each publisher's messages arrive in order, so once the
  * marker published last has arrived, everything before it has, and a duplicate would be counted.
@@ -25,7 +28,7 @@ import { startTestNode, spawnNode, type TestNode } from '../helpers/node.js';
 import { tempDir, waitFor } from '../helpers/wait.js';
 import { Clients, collect, connackOf } from '../mqtt/helpers/broker.js';
 import { connect as natsConnect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { retainedKey } from '../../src/sources/mqtt/cluster/retained.js';
 
 const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -304,6 +307,61 @@ test('a retained message published through C reaches a v3.1.1 subscriber on A on
     }
   } finally {
     await c.closeAll();
+  }
+});
+
+test('bad input on the cluster subjects is ignored: garbage on the message stream and a malformed takeover request stop nothing', { skip }, async () => {
+  const c = new Clients();
+  const nc = await natsConnect({ servers: nats!.url });
+  try {
+    const sub = await c.connect(mqttUrl(nodes.b), app());
+    await sub.subscribeAsync('bad/#', { qos: 1 });
+    const js = jetstream(nc);
+    // Stored in the stream like a real message, read by every node.
+    await js.publish(`fluxgate.mqtt.r.${appTenant}`, new Uint8Array([0, 0, 0, 99, 1, 2, 3]));
+    await js.publish(`fluxgate.mqtt.r.${appTenant}`, new TextEncoder().encode('not a message'));
+    // Every node gets a takeover request that is not JSON, then one for a session it does not hold.
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info('KV_fgmqtt_nodes', { subjects_filter: '>' });
+    const instances = Object.keys(info.state.subjects ?? {}).map((subj) => subj.split('.').pop()!);
+    assert.ok(instances.length >= 3, `node entries: ${instances.length}`);
+    let answered = 0;
+    for (const id of instances) {
+      nc.publish(`fluxgate.mqtt.node.${id}.takeover`, 'garbage');
+      // Entries of nodes stopped earlier in this file have nobody listening any more.
+      const r = await nc.request(`fluxgate.mqtt.node.${id}.takeover`, JSON.stringify({ key: 'nobody', clean: true }), { timeout: 2000 }).catch(() => undefined);
+      if (r) { assert.deepEqual(r.json(), { none: true }); answered++; }
+    }
+    assert.ok(answered >= 3, `live nodes answered: ${answered}`);
+    const pub = await c.connect(mqttUrl(nodes.a), app());
+    await pub.publishAsync('bad/after', 'still works', { qos: 1 });
+    await waitFor(() => collect(sub).some((m) => m.payload.toString() === 'still works'), { what: 'a delivery after the garbage' });
+    assert.deepEqual(collect(sub).map((m) => m.payload.toString()), ['still works']);
+  } finally {
+    await nc.close();
+    await c.closeAll();
+  }
+});
+
+test('a persistent session brought to a node keeps at most its mqtt.maxOfflineMessages, the oldest first', { skip }, async () => {
+  const small = await startTestNode({ log: { backend: nats!.url }, store: { backend: PG_URL, schema }, cluster: { nodeId: 'small', leaseTtlMs: 2000 }, mqtt: { maxOfflineMessages: 5 } });
+  const c = new Clients();
+  try {
+    const opts = app({ clientId: 'bounded-1', clean: false, properties: { sessionExpiryInterval: 600 } });
+    const first = await c.connect(mqttUrl(nodes.a), opts);
+    await first.subscribeAsync('bounded/#', { qos: 1 });
+    await first.endAsync();
+    const pub = await c.connect(mqttUrl(nodes.c), app());
+    for (let i = 0; i < 12; i++) await pub.publishAsync('bounded/x', `b-${i}`, { qos: 1 });
+    // Whatever A had queued comes with the handover, the rest from the stream: twelve in order, cut to five.
+    const again = await c.connect(mqttUrl(small), opts);
+    assert.equal(connackOf(again).sessionPresent, true);
+    await pub.publishAsync('bounded/marker', 'end', { qos: 1 });
+    const got = await untilMarker(collect(again), 'bounded/marker');
+    assert.deepEqual(got, ['b-0', 'b-1', 'b-2', 'b-3', 'b-4']);
+  } finally {
+    await c.closeAll();
+    await small.stop();
   }
 });
 
