@@ -6,20 +6,21 @@
  * Points are not exported: every message is in the raw archive and its payload holds them.
  *
  * Promises: a file appears only complete (written to a temp file, fsynced, linked under its
- * name — which never replaces an existing file —, directory fsynced); an existing file is never rewritten (a second run finds its rows already exported
- * and writes nothing); rows of a day that arrive after its file was written (late device times,
- * or a crash between export and delete) go to the next part, `<YYYY-MM-DD>.1.parquet`, … so
+ * name, which never replaces an existing file, then the directory fsynced); an existing file is
+ * never rewritten (a second run finds its rows already exported and writes nothing); rows of a
+ * day that arrive after its file was written (late device times, or a crash between export and
+ * delete) go to the next part, `<YYYY-MM-DD>.1.parquet`, … so
  * `'exports/acme/2026-11-24*.parquet'` reads the whole day.
  *
- * Encoding and fsync run in a worker thread (./parquet-worker.ts), so a day of messages never
- * holds the main thread where ingest is acknowledged; this module reads pages from the store
- * and hands them over, PAGE_ROWS at a time.
+ * Encoding, fsync and reading parts back run in a worker thread (./parquet-worker.ts), so a day
+ * of messages never holds the main thread where ingest is acknowledged; this module reads pages
+ * from the store and hands them over, resting between pages (EXPORT_SHARE).
  *
  * Library: hyparquet-writer (MIT, pure JS, one dependency — hyparquet, its reader by the same
  * maintainers —, types included, released monthly, incremental row-group writing). Rejected:
  * @dsnp/parquetjs (thirteen dependencies including the AWS S3 SDK, Thrift and WASM codecs) and
  * parquet-wasm (a WASM build of arrow-rs whose API takes Arrow tables, so it would bring
- * apache-arrow as well). hyparquet reads existing parts back to find rows already exported.
+ * apache-arrow as well).
  */
 import { link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -31,6 +32,13 @@ export const DAY_MS = 86_400_000;
 /** Rows read from the store per page, and handed to the worker per call. */
 const PAGE_ROWS = 5_000;
 const BATCH_ROWS = 10_000;
+/**
+ * Share of wall time the export may work: after each page it rests as long as the page took
+ * times (1 - share) / share. Exporting is not urgent (a pass runs hourly) and its CPU (store
+ * reads, copies to the encoder, encoding) competes with ingest on a small node.
+ */
+const EXPORT_SHARE = 0.5;
+const rest = (busyMs: number) => new Promise<void>((resolve) => setTimeout(resolve, (busyMs * (1 - EXPORT_SHARE)) / EXPORT_SHARE));
 
 /** `2026-11-24` for the UTC day starting at dayStart; a day outside years 0000–9999 by its number. */
 export function dayName(dayStart: number): string {
@@ -113,10 +121,12 @@ export async function exportDay(store: Store, encoder: ParquetEncoder, exportDir
   try {
     let after: string | undefined;
     do {
+      const t0 = performance.now();
       const page = await store.messages({ tenant, from: dayStart, to: dayStart + DAY_MS, limit: PAGE_ROWS, after });
       for (const m of page.items) if (!done?.has(keyOf(m.device, m.messageId))) pending.push(m);
       if (pending.length >= BATCH_ROWS) await flush();
       after = page.next;
+      if (after) await rest(performance.now() - t0);
     } while (after);
     await flush();
     if (!opened) return { tenant, day, rows: 0 };
