@@ -47,6 +47,11 @@
  * subscriptions (shares.ts), and entries of sessions whose node died and whose client never
  * comes back (they stay in the bucket; harmless, overwritten at the next connect).
  *
+ * Cost of a node death: every persistent session of the dead node that comes back replays its
+ * tenant's part of the stream from the watermark on its own (one ordered consumer each), so a
+ * reconnect storm of N sessions of one tenant reads that range N times; sharing one read among
+ * sessions resuming together is not built.
+ *
  * Why not a durable consumer per offline session: with hundreds of thousands of persistent
  * device sessions the server would hold as many consumers, and a consumer cannot be created by
  * a node that is already dead; one reader per node plus a per-node watermark costs one KV write
@@ -442,9 +447,13 @@ export class MqttCluster {
     if (s.persistent) void this.writeWatermark(false).catch(() => undefined);
   }
 
-  /** The session ended here: its entry goes, unless another node owns it by now. */
+  /**
+   * The session ended here: its entry goes, unless another node owns it by now. Not while the
+   * node stops: the entries of its sessions then name a node that no longer answers, which the
+   * next CONNECT handles like a death (no round trips for every client at shutdown).
+   */
   ended(s: Session): void {
-    if (this.closed || this.moved.has(s)) return;
+    if (this.closed || this.moved.has(s) || this.broker.stopping) return;
     const k = keyOf(s.key);
     void (async () => {
       const e = await this.sessionsKv.get(k);
