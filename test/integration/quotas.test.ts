@@ -185,4 +185,21 @@ describe('quotas on messages (rate, payload) over HTTP and MQTT', () => {
     const m2 = await t.api('GET', '/api/v1/devices/m2/latest?tenant=mq');
     assert.deepEqual(m2.body.latest ?? {}, {}, 'the dropped 3.1.1 message was not stored');
   });
+
+  it('MQTT: a payload over maxPayloadBytes is refused 0x97 and counted; a smaller one passes', async () => {
+    assert.equal((await t.api('PATCH', '/api/v1/tenants/beta', { settings: { maxPayloadBytes: 40 } })).status, 200);
+    const url = t.node.addresses.find((x) => x.name === 'mqtt')!.url;
+    const c = await mqtt.connectAsync(url, { protocolVersion: 5, username: tokens.b1, reconnectPeriod: 0, clientId: 'quota-payload' });
+    const codes: number[] = [];
+    c.on('packetreceive', (p: Packet) => { if (p.cmd === 'puback') codes.push((p as { reasonCode?: number }).reasonCode ?? 0); });
+    const before = await metric(t, 'beta', 'payload');
+    await new Promise<void>((r) => c.publish('devices/b1/telemetry', JSON.stringify({ v: 'y'.repeat(100) }), { qos: 1 }, () => r()));
+    await new Promise<void>((r) => c.publish('devices/b1/telemetry', JSON.stringify({ v: 'mqtt-small' }), { qos: 1 }, () => r()));
+    await waitFor(() => codes.length >= 2, { what: 'two PUBACKs' });
+    assert.deepEqual(codes, [0x97, 0]);
+    await c.endAsync();
+    assert.equal(await metric(t, 'beta', 'payload'), before + 1);
+    assert.match(await (await fetch(`${t.url}/metrics`)).text(), /fluxgate_mqtt_publishes_total\{tenant="beta",qos="1",outcome="quota"\} 1/);
+    await waitFor(async () => (await t.api('GET', '/api/v1/devices/b1/latest?tenant=beta')).body?.latest?.v?.value === 'mqtt-small', { what: 'the small message stored' });
+  });
 });
