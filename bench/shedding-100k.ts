@@ -21,8 +21,8 @@
  * `--drain-seconds` for processing to catch up; every child and temp dir is removed at the end.
  *
  *   node --import tsx bench/shedding-100k.ts [--mode gateway|native] [--devices 100000] [--connections 200]
- *     [--generators 4] [--seconds 60] [--snapshot-every 10] [--events-per-snapshot 1] [--batch 50]
- *     [--shed-at 30000] [--max-lag 500000] [--window 20] [--outbox 40] [--store embedded|postgres://user@host:5432/db]
+ *     [--generators 4] [--seconds 60] [--drain-seconds 50] [--snapshot-every 30] [--events-per-snapshot 0.33]
+ *     [--batch 200] [--shed-at 50000] [--max-lag 500000] [--window 20] [--outbox 40] [--store embedded|postgres://user@host:5432/db]
  *     [--node-heap-mib N (the node's --max-old-space-size)] [--cpu-prof DIR]
  *
  * With a postgres:// store the bench uses a schema of its own (bench_shed_<pid>) and drops it at
@@ -48,10 +48,10 @@ const { values: a } = parseArgs({
     generators: { type: 'string', default: '4' },
     seconds: { type: 'string', default: '60' },
     'drain-seconds': { type: 'string', default: '50' },
-    'snapshot-every': { type: 'string', default: '10' },
-    'events-per-snapshot': { type: 'string', default: '1' },
-    batch: { type: 'string', default: '50' },
-    'shed-at': { type: 'string', default: '30000' },
+    'snapshot-every': { type: 'string', default: '30' },
+    'events-per-snapshot': { type: 'string', default: '0.33' },
+    batch: { type: 'string', default: '200' },
+    'shed-at': { type: 'string', default: '50000' },
     'max-lag': { type: 'string', default: '500000' },
     window: { type: 'string', default: '20' },
     outbox: { type: 'string', default: '40' },
@@ -70,9 +70,10 @@ const STORE = a.store;
 const PG_SCHEMA = `bench_shed_${process.pid}`;
 const GENERATOR = fileURLToPath(new URL('./lib/shed-generator.ts', import.meta.url));
 
-interface Sample { t: number; offered: number; acked: number; processed: number; eventsLag: number; snapshotsLag: number; shed: number; rssMiB: number }
+interface Sample { t: number; offered: number; acked: number; processed: number; eventsLag: number; snapshotsLag: number; shed: number; rssMiB: number; anonMiB: number }
 
-async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' = 'VmRSS'): Promise<number> {
+/** Resident memory of a process from /proc: VmRSS (all), RssAnon (heap, stacks), RssFile (mapped files, e.g. SQLite's mmap), VmHWM (peak VmRSS). */
+async function rssMiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile' = 'VmRSS'): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
   const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
   return kb / 1024;
@@ -221,23 +222,23 @@ try {
   let finished = false;
   const all = Promise.all(done).finally(() => { finished = true; });
   all.catch(() => undefined);
-  console.log('\n| t s | offered msg/s | logged msg/s (PUBACK 0) | processed msg/s | lag events | lag snapshots | shed total | node RSS MiB |');
+  console.log('\n| t s | offered msg/s | logged msg/s (PUBACK 0) | processed msg/s | lag events | lag snapshots | shed total | node RSS MiB (anonymous) |');
   console.log('|---|---|---|---|---|---|---|---|');
-  let prev: Sample = { t: 0, offered: 0, acked: 0, processed: 0, eventsLag: 0, snapshotsLag: 0, shed: 0, rssMiB: 0 };
+  let prev: Sample = { t: 0, offered: 0, acked: 0, processed: 0, eventsLag: 0, snapshotsLag: 0, shed: 0, rssMiB: 0, anonMiB: 0 };
   const deadline = t0 + (SECONDS + DRAIN_S) * 1000;
   for (;;) {
     await new Promise((r) => setTimeout(r, 1000));
     const c = sum(progress);
     const m = await scrape(node.url).catch(() => ({ eventsLag: NaN, snapshotsLag: NaN, shed: NaN, appended: NaN }));
     const acked = c.eventsAcked + c.snapshotsAcked;
-    const s: Sample = { t: (performance.now() - t0) / 1000, offered: c.eventsOffered + c.snapshotsOffered, acked, processed: m.appended - m.eventsLag - m.snapshotsLag, eventsLag: m.eventsLag, snapshotsLag: m.snapshotsLag, shed: m.shed, rssMiB: await rssMiB(node.pid) };
+    const s: Sample = { t: (performance.now() - t0) / 1000, offered: c.eventsOffered + c.snapshotsOffered, acked, processed: m.appended - m.eventsLag - m.snapshotsLag, eventsLag: m.eventsLag, snapshotsLag: m.snapshotsLag, shed: m.shed, rssMiB: await rssMiB(node.pid), anonMiB: await rssMiB(node.pid, 'RssAnon') };
     samples.push(s);
     const dt = s.t - prev.t;
     if (samples.length % 5 === 0 || (finished && s.eventsLag + s.snapshotsLag === 0)) {
       const p5 = samples[Math.max(0, samples.length - 6)]!;
       const span = s.t - (samples.length > 5 ? p5.t : 0);
       const base = samples.length > 5 ? p5 : { offered: 0, acked: 0, processed: 0 };
-      console.log(`| ${s.t.toFixed(0)} | ${fmt((s.offered - base.offered) / span)} | ${fmt((s.acked - base.acked) / span)} | ${fmt((s.processed - base.processed) / span)} | ${fmt(s.eventsLag)} | ${fmt(s.snapshotsLag)} | ${fmt(s.shed)} | ${fmt(s.rssMiB)} |`);
+      console.log(`| ${s.t.toFixed(0)} | ${fmt((s.offered - base.offered) / span)} | ${fmt((s.acked - base.acked) / span)} | ${fmt((s.processed - base.processed) / span)} | ${fmt(s.eventsLag)} | ${fmt(s.snapshotsLag)} | ${fmt(s.shed)} | ${fmt(s.rssMiB)} (${fmt(s.anonMiB)}) |`);
     }
     void dt;
     prev = s;
@@ -275,7 +276,7 @@ try {
   console.log(`offered ${fmt(offeredRate)} msg/s vs processed ${fmt(processedRate)} msg/s over t=${firstLoad.t.toFixed(0)}..${lastLoad.t.toFixed(0)} s: ${(offeredRate / processedRate).toFixed(1)}× past what processing sustained`);
   console.log(`events: offered ${fmt(c.eventsOffered)}, acknowledged ${fmt(c.eventsAcked)}, refused ${fmt(c.eventsRefused)}, stored ${fmt(stored.events.size)} (expected ${fmt(expectedEvents)}, missing ${fmt(missing)}, never answered ${fmt(unacked)})`);
   console.log(`snapshots: offered ${fmt(c.snapshotsOffered)}, shed ${fmt(c.snapshotsShed)} (fluxgate_snapshots_shed_total ${fmt(shedMetric)}), acknowledged ${fmt(c.snapshotsAcked)}, refused otherwise ${fmt(c.snapshotsRefused)}, stored ${fmt(stored.snapshots)}`);
-  console.log(`held back in the generators while the node slowed them down: ${fmt(c.heldBack)}; connections at the end: ${fmt(c.connected)}; peak node RSS ${fmt(peakRss)} MiB`);
+  console.log(`held back in the generators while the node slowed them down: ${fmt(c.heldBack)}; connections at the end: ${fmt(c.connected)}; peak node RSS ${fmt(peakRss)} MiB (VmHWM), peak anonymous RSS sampled ${fmt(Math.max(...samples.map((x) => x.anonMiB)))} MiB, RSS of mapped files at the end ${fmt(await rssMiB(node.pid, 'RssFile'))} MiB`);
   if (c.errors.length) console.log(`generator errors (first ${c.errors.length}): ${c.errors.slice(0, 5).join(' | ')}`);
   const ok = missing === 0 && unacked === 0 && c.eventsRefused === 0 && stored.events.size === c.eventsAcked && stored.snapshots === c.snapshotsAcked && shedMetric === c.snapshotsShed;
   console.log(ok ? 'CHECK passed: every event stored, shed snapshots counted, acknowledged snapshots stored' : 'CHECK FAILED (see the figures above)');
