@@ -61,6 +61,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, nanos, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { QoS } from 'mqtt-packet';
+import { FluxgateError } from '../../../core/errors.js';
 import { encodeToken } from '../../../log/jetstream/index.js';
 import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
@@ -140,6 +141,8 @@ export class MqttCluster {
     const nc = await connect({
       servers: opts.servers, name: `fluxgate-mqtt-${opts.nodeId}`, timeout: 5000,
       maxReconnectAttempts: -1, reconnectTimeWait: 250, reconnectJitter: 100, pingInterval: 5000, maxPingOut: 3, noAsyncTraces: true,
+    }).catch((err: unknown) => {
+      throw new FluxgateError('LOG_UNAVAILABLE', `MQTT across cluster nodes cannot connect to NATS at ${opts.servers.join(',')} (the log.backend servers): ${(err as Error).message}`, { cause: err });
     });
     try {
       const c = new MqttCluster(broker, opts, nc, jetstream(nc, { timeout: 5000 }), await jetstreamManager(nc, { timeout: 5000 }));
@@ -147,7 +150,7 @@ export class MqttCluster {
       return c;
     } catch (err) {
       await nc.close().catch(() => undefined);
-      throw err;
+      throw new FluxgateError('LOG_UNAVAILABLE', `MQTT across cluster nodes cannot start on NATS at ${opts.servers.join(',')} (the log.backend servers): ${(err as Error).message}`, { cause: err });
     }
   }
 
