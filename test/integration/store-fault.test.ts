@@ -6,16 +6,47 @@
  * out, land in the dead-letter queue with their reason and bytes; after a replay over REST the
  * store holds every acknowledged message exactly once, read back by message id from the raw
  * archive and from history. Retries and resends of already stored ids do not add copies.
+ * Runs on the embedded store and on PostgreSQL (a random schema; skipped when unreachable).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
+import pg from 'pg';
+import type { DeepPartial } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 import { StoreFaults } from '../helpers/faulty-store.js';
 import { waitFor } from '../helpers/wait.js';
 
-describe('store faults', () => {
+const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+async function pgAvailable(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  try { await c.connect(); return true; } catch { return false; } finally { await c.end().catch(() => undefined); }
+}
+
+const BACKENDS: Array<{ name: string; setup(): { store: DeepPartial<Config['store']>; cleanup(): Promise<void> } }> = [
+  { name: 'embedded', setup: () => ({ store: {}, cleanup: async () => undefined }) },
+  {
+    name: 'postgres',
+    setup: () => {
+      const schema = `fluxgate_test_${randomBytes(6).toString('hex')}`;
+      return {
+        store: { backend: PG_URL, schema },
+        cleanup: async () => {
+          const c = new pg.Client({ connectionString: PG_URL });
+          await c.connect();
+          try { await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`); } finally { await c.end(); }
+        },
+      };
+    },
+  },
+];
+
+for (const backend of BACKENDS) describe(`store faults (${backend.name} store)`, { skip: backend.name === 'postgres' && !(await pgAvailable()) ? `PostgreSQL not reachable at ${PG_URL}` : false }, () => {
   const faults = new StoreFaults();
+  const { store, cleanup } = backend.setup();
   let t: TestNode;
   let httpToken: string;
   let client: MqttClient;
@@ -27,7 +58,7 @@ describe('store faults', () => {
   let n = 0;
 
   before(async () => {
-    t = await startTestNode({ process: { retryMaxAttempts: 3, retryBaseMs: 10, retryMaxMs: 50, batchSize: 20 } }, undefined, { wrapStore: faults.wrap });
+    t = await startTestNode({ store, process: { retryMaxAttempts: 3, retryBaseMs: 10, retryMaxMs: 50, batchSize: 20 } }, undefined, { wrapStore: faults.wrap });
     httpToken = await t.createDevice('f-http');
     const mqttToken = await t.createDevice('f-mqtt');
     const port = t.node.addresses.find((a) => a.name === 'mqtt')!.port;
@@ -36,6 +67,7 @@ describe('store faults', () => {
   after(async () => {
     await client?.endAsync();
     await t?.stop();
+    await cleanup();
   });
 
   /** Sends `count` messages from each client, no `ts` (so only the id de-duplicates), each acknowledged. */
