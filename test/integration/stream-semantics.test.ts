@@ -1,6 +1,7 @@
 /**
  * Stream semantics over a running node with real HTTP and MQTT clients (issue 6, parts 1, 2, 4):
- * a retry without `ts` that straddles a node restart is stored once (HTTP Idempotency-Key, MQTT 5
+ * a retry without `ts` that straddles a node restart is stored once, on the embedded store and on
+ * PostgreSQL (HTTP Idempotency-Key, MQTT 5
  * user property `id`, JSON `id`), out-of-order and duplicated input gives history once per
  * message and latest by device time, a payload field classifies messages per project, a
  * replacing snapshot reconciles latest state (a late, older one changes nothing), same-value
@@ -10,7 +11,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
+import pg from 'pg';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -45,11 +48,25 @@ async function history(t: TestNode, device: string, key: string): Promise<Array<
   return r.body.items.map((p: any) => [p.ts, p.value]);
 }
 
+const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+async function pgAvailable(): Promise<boolean> {
+  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
+  try { await c.connect(); return true; } catch { return false; } finally { await c.end().catch(() => undefined); }
+}
+async function dropSchema(schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try { await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`); } finally { await c.end(); }
+}
+
 const metric = async (t: TestNode, re: RegExp) => Number(re.exec(await (await fetch(`${t.url}/metrics`)).text())?.[1] ?? 0);
 
-describe('stream semantics', () => {
-  it('a retry without ts that straddles a restart is stored once, over HTTP, MQTT 5 and JSON id, and counted', async () => {
-    const first = await startTestNode();
+describe('stream semantics', async () => {
+  const pgSkip = (await pgAvailable()) ? false : `PostgreSQL not reachable at ${PG_URL}`;
+  for (const backend of ['embedded', 'postgres'] as const) it(`a retry without ts that straddles a restart is stored once, over HTTP, MQTT 5 and JSON id, and counted (${backend} store)`, { skip: backend === 'postgres' && pgSkip }, async () => {
+    const schema = `fluxgate_test_${randomBytes(6).toString('hex')}`;
+    const store = backend === 'postgres' ? { backend: PG_URL, schema } : {};
+    const first = await startTestNode({ store });
     const dir = first.dir;
     let second: TestNode | undefined;
     try {
@@ -60,7 +77,7 @@ describe('stream semantics', () => {
       await waitFor(async () => (await archive(first, 's-dev')).length === 3, { what: 'three messages stored before the restart' });
       await first.node.stop();
 
-      second = await startTestNode({}, dir);
+      second = await startTestNode({ store }, dir);
       // The devices retry with new receive times and new payloads; only the ids say "same message".
       await ingest(second, token, 's-dev', { temp: 11 }, { key: 'idem-1' });
       await mqttSend(second, token, 5, 'devices/s-dev/telemetry', '{"temp":12}', 'up-1');
@@ -74,6 +91,7 @@ describe('stream semantics', () => {
       await second?.node.stop();
       if (!second) await first.node.stop().catch(() => undefined);
       await rm(dir, { recursive: true, force: true });
+      if (backend === 'postgres') await dropSchema(schema);
     }
   });
 
