@@ -70,7 +70,7 @@ async function main(): Promise<void> {
 
     // Fill.
     const dataDir = join(root, 'data');
-    const logDir = join(dataDir, 'log');
+    const logDir = join(dataDir, 'log', 'events'); // telemetry travels in the events lane (src/log/lanes/)
     const filler = await startNodeChild(dataDir, { FLUXGATE_PROCESS_ENABLED: 'false', FLUXGATE_LOG_MAX_LAG_RECORDS: BIG_LAG });
     const tokens = await createDevices(filler.api, 'fill-', 100);
     const body = JSON.stringify(Array.from({ length: 100 }, (_, i) => ({ temperature: 20 + i / 10, humidity: 40.25, voltage: 3.3, state: 'running', on: true })));
