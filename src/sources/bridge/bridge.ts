@@ -32,7 +32,7 @@
  * MQTT 5 user property `id`, when present, is the message id (like the MQTT source).
  *
  * Reconnects: exponential back-off with jitter (reconnect.initialMs doubling up to maxMs, each
- * delay drawn from [d/2, d]); a fresh client per attempt (mqtt.js's own reconnect has a fixed
+ * delay drawn from [d/2, d]; it starts over once a connection held for 10 s); a fresh client per attempt (mqtt.js's own reconnect has a fixed
  * period). Subscriptions are made when the broker has no session for us, and always on MQTT 5
  * with retain-handling 1 (retained messages only for a new subscription).
  */
@@ -86,6 +86,9 @@ export interface BridgeDeps {
   /** Told what was made durable (the node routes it to MQTT subscribers). */
   onDurable?: (envelopes: Envelope[]) => void;
 }
+
+/** A connection that lasted this long resets the reconnect back-off. */
+const STABLE_MS = 10_000;
 
 /** The answer to customHandleAcks that makes mqtt.js send no acknowledgement. */
 const DEFERRED = new Error('acknowledged by the bridge once logged');
@@ -242,7 +245,6 @@ export class Bridge {
     });
     client.on('connect', (connack) => {
       connackSeen = true;
-      this.attempt = 0;
       this.connectedSince = Date.now();
       this.counters.connects++;
       this.deps.bridgeMetrics.connects.inc({ bridge: this.name, outcome: 'connected' });
@@ -267,6 +269,8 @@ export class Bridge {
     client.on('close', () => {
       if (conn.closed && this.conn !== conn) return;
       const wasConnected = (this.state === 'connected' || this.state === 'subscribing') && this.conn === conn;
+      // Back-off starts over only after a connection that held (a broker that accepts and then drops us at once is not hammered).
+      if (wasConnected && Date.now() - (this.connectedSince ?? 0) >= STABLE_MS) this.attempt = 0;
       conn.closed = true;
       client.end(true);
       if (this.stopping || this.conn !== conn) return;
