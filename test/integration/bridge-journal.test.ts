@@ -9,7 +9,7 @@ import { appendFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { journalPath, messageHash, RedeliveryJournal } from '../../src/sources/bridge/journal.js';
-import { filterProblems } from '../../src/sources/bridge/definition.js';
+import { filterProblems, publicView, shownUrl, withDefaults } from '../../src/sources/bridge/definition.js';
 import { tempDir } from '../helpers/wait.js';
 
 describe('bridge redelivery journal', () => {
@@ -66,6 +66,15 @@ describe('bridge redelivery journal', () => {
     } finally {
       await dir.cleanup();
     }
+  });
+
+  it('never shows a password, whether in the password field or in the URL', () => {
+    assert.equal(shownUrl('mqtt://u:s3cret@h:1883'), 'mqtt://u:***@h:1883');
+    assert.equal(shownUrl('mqtts://h:8883/x'), 'mqtts://h:8883/x');
+    const view = publicView(withDefaults({ name: 'b', url: 'mqtt://u:s3cret@h:1883', password: 'pw-x', topics: ['a/#'], template: { pattern: 'a/{tenant}/{device}' }, tls: { key: 'PRIVATE-KEY-x' } }));
+    const text = JSON.stringify(view);
+    for (const secret of ['s3cret', 'pw-x', 'PRIVATE-KEY-x']) assert.equal(text.includes(secret), false, secret);
+    assert.equal(view.hasPassword, true);
   });
 
   it('checks topic filters, shared subscriptions included', () => {

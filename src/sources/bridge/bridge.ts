@@ -46,7 +46,7 @@ import type { Log } from '../../log/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { Store } from '../../stores/store.js';
 import type { CompiledTemplate } from '../../templates/template.js';
-import { clientIdOf, type BridgeDefinition } from './definition.js';
+import { clientIdOf, shownUrl, type BridgeDefinition } from './definition.js';
 import { journalPath, messageHash, RedeliveryJournal, type JournalEntry } from './journal.js';
 import { TopicMapper, type DeviceAdmitter, type Mapping } from './mapping.js';
 import type { BridgeMetrics } from './metrics.js';
@@ -113,6 +113,8 @@ interface Pending { item: Item; envelope: Envelope; journal?: { packetId: number
 
 export class Bridge {
   readonly name: string;
+  /** The broker URL as shown (password masked). */
+  private readonly url: string;
   private state: BridgeState = 'starting';
   private conn?: Connection;
   private stopping = false;
@@ -136,6 +138,7 @@ export class Bridge {
 
   constructor(readonly def: BridgeDefinition, private readonly deps: BridgeDeps) {
     this.name = def.name;
+    this.url = shownUrl(def.url);
     this.journal = new RedeliveryJournal(journalPath(deps.journalDir, def.name, def.url, clientIdOf(def)));
     this.mapper = new TopicMapper(deps.store, deps.template, deps.admitter);
   }
@@ -155,7 +158,7 @@ export class Bridge {
 
   status(): BridgeStatus {
     return {
-      name: this.name, state: this.state, connected: this.connected(), url: this.def.url, clientId: clientIdOf(this.def), topics: this.def.topics,
+      name: this.name, state: this.state, connected: this.connected(), url: this.url, clientId: clientIdOf(this.def), topics: this.def.topics,
       lag: this.lagCount, connectedSince: this.connectedSince, lastError: this.lastError, lastErrorAt: this.lastErrorAt, lastRefusal: this.lastRefusal,
       nextAttemptAt: this.state === 'waiting' ? this.nextAttemptAt : undefined, counters: { ...this.counters },
     };
@@ -228,7 +231,7 @@ export class Bridge {
     try {
       client = mqtt.connect(this.def.url, this.clientOptions());
     } catch (err) {
-      this.fail(`cannot connect to ${this.def.url}: ${(err as Error).message}`, 'failed');
+      this.fail(`cannot connect to ${this.url}: ${(err as Error).message}`, 'failed');
       this.scheduleReconnect();
       return;
     }
@@ -248,7 +251,7 @@ export class Bridge {
       this.connectedSince = Date.now();
       this.counters.connects++;
       this.deps.bridgeMetrics.connects.inc({ bridge: this.name, outcome: 'connected' });
-      this.deps.logger.info({ bridge: this.name, url: this.def.url, sessionPresent: connack.sessionPresent }, 'bridge connected');
+      this.deps.logger.info({ bridge: this.name, url: this.url, sessionPresent: connack.sessionPresent }, 'bridge connected');
       if (!connack.sessionPresent || this.def.protocolVersion === 5) {
         this.state = 'subscribing';
         this.subscribe(conn);
@@ -261,7 +264,7 @@ export class Bridge {
       if (!connackSeen && typeof err.code === 'number') {
         this.fail(`the broker refused the connection: ${err.message} (reason ${err.code}); check username, password and clientId of bridge ${this.name}`, 'refused');
       } else if (!connackSeen) {
-        this.fail(`cannot reach ${this.def.url}: ${err.message}`, 'failed');
+        this.fail(`cannot reach ${this.url}: ${err.message}`, 'failed');
       } else {
         this.fail(`connection error: ${err.message}`);
       }
@@ -274,8 +277,8 @@ export class Bridge {
       conn.closed = true;
       client.end(true);
       if (this.stopping || this.conn !== conn) return;
-      if (!connackSeen && !this.lastError) this.fail(`no CONNACK from ${this.def.url} within ${this.def.connectTimeoutMs} ms`, 'failed');
-      else if (wasConnected && !this.lastErrorAtOrAfter(this.connectedSince ?? 0)) this.fail(`the connection to ${this.def.url} closed`);
+      if (!connackSeen && !this.lastError) this.fail(`no CONNACK from ${this.url} within ${this.def.connectTimeoutMs} ms`, 'failed');
+      else if (wasConnected && !this.lastErrorAtOrAfter(this.connectedSince ?? 0)) this.fail(`the connection to ${this.url} closed`);
       this.deps.logger.warn({ bridge: this.name, err: this.lastError }, 'bridge disconnected; reconnecting with back-off');
       this.scheduleReconnect();
     });

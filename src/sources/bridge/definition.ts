@@ -17,6 +17,11 @@ export function clientIdOf(def: BridgeDefinition): string {
   return def.clientId ?? `fluxgate-bridge-${def.name}`;
 }
 
+/** The URL with any password in it (`mqtt://user:secret@host`) masked, for status, logs and REST. */
+export function shownUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^/@:]*):[^/@]*@/i, '$1:***@');
+}
+
 /** The inline template as a TopicTemplate (id `bridge:<name>`). */
 export function inlineTemplate(def: BridgeDefinition, t: InlineTemplate): TopicTemplate {
   return { id: `bridge:${def.name}`, ...t };
@@ -93,7 +98,7 @@ export function schemaProblems(def: unknown): string[] {
 /** What the REST API shows: the definition without password and client key. */
 export function publicView(def: BridgeDefinition): Record<string, unknown> {
   const { password, tls, ...rest } = def;
-  const view: Record<string, unknown> = { ...rest, clientId: clientIdOf(def), hasPassword: password !== undefined };
+  const view: Record<string, unknown> = { ...rest, url: shownUrl(def.url), clientId: clientIdOf(def), hasPassword: password !== undefined || shownUrl(def.url) !== def.url };
   if (tls) {
     const { key, ...tlsRest } = tls;
     view.tls = { ...tlsRest, ...(key !== undefined ? { hasKey: true } : {}) };
