@@ -83,7 +83,7 @@ export class PostgresStore implements Store {
     });
     this.partitions = new Partitions(this.pool, this.schema, days);
     this.rollupStore = new Rollups(this.pool, this.schema);
-    this.writer = new Writer(this.pool, this.schema, this.partitions, opts.ingest ?? 'insert', this.rollupStore);
+    this.writer = new Writer(this.pool, this.schema, this.partitions, opts.ingest ?? 'insert');
     this.reader = new Reader(this.pool, this.schema);
     this.archive = new Archive(this.pool, this.schema);
     this.registry = new Registry(this.pool, this.schema);

@@ -11,8 +11,8 @@
  * temporary table, so it also works behind PgBouncer in transaction mode. The array literals
  * are built here: the driver's generic serializer cost 15-20 % more client CPU.
  *
- * Roll-ups: the points the insert returns (new ones only) are folded into the 1-minute and
- * 1-hour buckets in the same transaction (./rollups.ts).
+ * Roll-ups: inserting the points is one statement that also folds those it stored (new ones
+ * only) into the 1-minute and 1-hour buckets (./rollups.ts insertWithRollups).
  *
  * Latest state: the batch's newest value per series is found here first (an upsert may not
  * touch one row twice in a statement), then upserted with last write wins by device time; at
@@ -32,7 +32,7 @@ import type { DeadLetter, RawMessage, TelemetryPoint, WriteBatch } from '../stor
 import { ident, sqlState } from './codec.js';
 import type { Partitions } from './partitions.js';
 import { Seen } from './seen.js';
-import type { InsertedPoint, Rollups } from './rollups.js';
+import { insertWithRollups } from './rollups.js';
 
 export type IngestMode = 'insert' | 'copy';
 
@@ -43,8 +43,6 @@ interface Columns {
 
 const STAGE = 'fluxgate_points_stage';
 const POINT_COLS = 'tenant, device, key, ts, message_id, project, num, txt, bool';
-/** The points an insert stored (not those already there): what the roll-ups count (./rollups.ts). */
-const INSERTED = 'RETURNING tenant, device, key, ts, message_id, num, txt, bool';
 
 export class Writer {
   private readonly staged = new WeakSet<pg.PoolClient>();
@@ -52,15 +50,14 @@ export class Writer {
   /** Message ids and last seen (./seen.ts), written in each batch's transaction. */
   readonly seen: Seen;
 
-  constructor(private readonly pool: pg.Pool, schema: string, private readonly partitions: Partitions, private readonly mode: IngestMode,
-    private readonly rollups: Rollups) {
+  constructor(private readonly pool: pg.Pool, schema: string, private readonly partitions: Partitions, private readonly mode: IngestMode) {
     const s = ident(schema);
     this.seen = new Seen(pool, schema);
     this.sql = {
-      points: `INSERT INTO ${s}.points (${POINT_COLS})
+      points: insertWithRollups(schema, `INSERT INTO ${s}.points (${POINT_COLS})
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::float8[], $8::text[], $9::bool[])
-        ON CONFLICT DO NOTHING ${INSERTED}`,
-      fromStage: `INSERT INTO ${s}.points (${POINT_COLS}) SELECT ${POINT_COLS} FROM ${STAGE} ON CONFLICT DO NOTHING ${INSERTED}`,
+        ON CONFLICT DO NOTHING`),
+      fromStage: insertWithRollups(schema, `INSERT INTO ${s}.points (${POINT_COLS}) SELECT ${POINT_COLS} FROM ${STAGE} ON CONFLICT DO NOTHING`),
       latest: `INSERT INTO ${s}.latest AS l (tenant, device, key, ts, message_id, num, txt, bool)
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::float8[], $7::text[], $8::bool[])
         ON CONFLICT (tenant, device, key) DO UPDATE SET ts = excluded.ts, message_id = excluded.message_id,
@@ -101,7 +98,7 @@ export class Writer {
   }
 
   private async writeInTx(client: pg.PoolClient, batch: WriteBatch, points: Columns, latest: Columns): Promise<void> {
-    if (points.ts.length > 0) await this.rollups.fold(client, await this.insertPoints(client, points));
+    if (points.ts.length > 0) await this.insertPoints(client, points);
     if (latest.ts.length > 0) {
       await client.query(this.sql.latest, [texts(latest.tenant), texts(latest.device), texts(latest.key), numbers(latest.ts), texts(latest.messageId), numbers(latest.num), texts(latest.txt), bools(latest.bool)]);
     }
@@ -142,10 +139,10 @@ export class Writer {
     if (missing.size > 0) await this.partitions.ensure(missing);
   }
 
-  /** Inserts the points; returns those that were not stored yet. */
-  private async insertPoints(client: pg.PoolClient, c: Columns): Promise<InsertedPoint[]> {
+  private async insertPoints(client: pg.PoolClient, c: Columns): Promise<void> {
     if (this.mode === 'insert') {
-      return (await client.query<InsertedPoint>(this.sql.points, [texts(c.tenant), texts(c.device), texts(c.key), numbers(c.ts), texts(c.messageId), texts(c.project), numbers(c.num), texts(c.txt), bools(c.bool)])).rows;
+      await client.query(this.sql.points, [texts(c.tenant), texts(c.device), texts(c.key), numbers(c.ts), texts(c.messageId), texts(c.project), numbers(c.num), texts(c.txt), bools(c.bool)]);
+      return;
     }
     if (!this.staged.has(client)) {
       // ON COMMIT DELETE ROWS empties it with every transaction: nothing to truncate.
@@ -155,7 +152,7 @@ export class Writer {
     }
     const copy = client.query(copyFrom(`COPY ${STAGE} (${POINT_COLS}) FROM STDIN`));
     await pipeline(Readable.from(copyText(c)), copy);
-    return (await client.query<InsertedPoint>(this.sql.fromStage)).rows;
+    await client.query(this.sql.fromStage);
   }
 }
 
