@@ -321,6 +321,33 @@ test('a retained message published through C reaches a v3.1.1 subscriber on A on
   }
 });
 
+test('HTTP telemetry goes to other nodes only once one of them holds a subscription of the tenant', { skip }, async () => {
+  const c = new Clients();
+  try {
+    const t = await nodes.a.api('POST', '/api/v1/tenants', { id: 'quiet' });
+    assert.equal(t.status, 201, JSON.stringify(t.body));
+    const admin: string = t.body.key.key;
+    const d = await nodes.a.api('POST', '/api/v1/devices', { id: 'q-1' }, admin);
+    assert.equal(d.status, 201, JSON.stringify(d.body));
+    const kept = async () => Number(/(\d+) forwarded telemetry kept here/.exec((await nodes.a.api('GET', '/readyz')).body.components.mqtt.detail)?.[1]);
+    const before = await kept();
+    const send = async (n: number) => {
+      const r = await fetch(`${nodes.a.url}/api/v1/devices/q-1/telemetry`, { method: 'POST', headers: { authorization: `Bearer ${d.body.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ n }) });
+      assert.equal(r.status, 202);
+    };
+    await send(0);
+    await waitFor(async () => (await kept()) === before + 1, { what: 'nobody in tenant quiet subscribes: the forwarded copy stays on A' });
+    // An application of tenant quiet subscribes on B; within about a second A learns it.
+    const sub = await c.connect(mqttUrl(nodes.b), { protocolVersion: 5, username: 'app', password: admin });
+    await sub.subscribeAsync('devices/+/telemetry', { qos: 1 });
+    let n = 1;
+    await waitFor(async () => { await send(n++); return collect(sub).length > 0; }, { timeoutMs: 10_000, intervalMs: 200, what: 'forwarded telemetry on B' });
+    assert.ok((await kept()) >= before + 1);
+  } finally {
+    await c.closeAll();
+  }
+});
+
 test('bad input on the cluster subjects is ignored: garbage on the message stream and a malformed takeover request stop nothing', { skip }, async () => {
   const c = new Clients();
   const nc = await natsConnect({ servers: nats!.url });

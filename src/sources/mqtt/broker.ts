@@ -310,10 +310,16 @@ export class Broker {
     this.store.saveQueued(s, out);
   }
 
-  /** Publishes a message from the node itself (a device command, for example); it is routed, not logged. */
-  publish(tenant: string, msg: { topic: string; payload: Buffer | string; qos?: QoS; retain?: boolean; properties?: RoutedMessage['properties'] }): void {
+  /**
+   * Publishes a message from the node itself (a device command, for example); it is routed, not
+   * logged. `ifSubscribed` (HTTP telemetry forwarded to MQTT): in a cluster, other nodes get it
+   * only when one of them holds a subscription of the tenant (cluster/index.ts).
+   */
+  publish(tenant: string, msg: { topic: string; payload: Buffer | string; qos?: QoS; retain?: boolean; properties?: RoutedMessage['properties'] }, opts: { ifSubscribed?: boolean } = {}): void {
     const payload = typeof msg.payload === 'string' ? Buffer.from(msg.payload) : msg.payload;
-    this.route(tenant, { topic: msg.topic, payload, qos: msg.qos ?? 1, retain: msg.retain ?? false, properties: msg.properties });
+    const routed: RoutedMessage = { topic: msg.topic, payload, qos: msg.qos ?? 1, retain: msg.retain ?? false, properties: msg.properties };
+    if (this.cluster) this.cluster.route(tenant, routed, opts.ifSubscribed);
+    else this.routeLocal(tenant, routed);
   }
 
   /** Registers an in-process subscriber; returns the function that removes it. */

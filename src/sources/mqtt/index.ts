@@ -46,7 +46,7 @@ export interface MqttSource extends Source {
   /** Serves MQTT over WebSocket on `server`'s upgrade requests for `path` (subprotocol `mqtt`). */
   attachWebSocket(server: HttpServer, path?: string): void;
   /** Routes a message from the node itself (a device command) to subscribers of the tenant; not logged. */
-  publish(tenant: string, msg: { topic: string; payload: Buffer | string; qos?: 0 | 1 | 2; retain?: boolean; properties?: RoutedMessage['properties'] }): void;
+  publish(tenant: string, msg: { topic: string; payload: Buffer | string; qos?: 0 | 1 | 2; retain?: boolean; properties?: RoutedMessage['properties'] }, opts?: { ifSubscribed?: boolean }): void;
   /** In-process subscriber (command replies, live fan-out); returns the unsubscribe function. */
   onMessage(tenant: string, filter: string, handler: LocalHandler): () => void;
   /** Disconnects every session of a device (after it was disabled, deleted or its token rotated). */
@@ -131,8 +131,8 @@ class MqttSourceImpl implements MqttSource {
     });
   }
 
-  publish(tenant: string, msg: Parameters<MqttSource['publish']>[1]): void {
-    this.broker.publish(tenant, msg);
+  publish(tenant: string, msg: Parameters<MqttSource['publish']>[1], opts?: { ifSubscribed?: boolean }): void {
+    this.broker.publish(tenant, msg, opts);
   }
 
   onMessage(tenant: string, filter: string, handler: LocalHandler): () => void {

@@ -91,7 +91,8 @@ const MAX_STREAM_AGE_MS = 24 * 3600 * 1000;
 const WATERMARK_EVERY_MS = 1000;
 const TAKEOVER_TIMEOUT_MS = 2000;
 
-interface NodeRecord { node: string; w: number; at: number }
+/** A node's entry in `fgmqtt_nodes`: its watermark, and the tenants it holds subscriptions of (interest). */
+interface NodeRecord { node: string; w: number; at: number; t?: string[] }
 type TakeoverReply = { none: true } | { done: true; handover?: SessionHandover };
 
 function subjectOf(tenant: string): string {
@@ -125,9 +126,17 @@ export class MqttCluster {
   private timer?: NodeJS.Timeout;
   private lastWatermark = -1;
   private lastWatermarkAt = 0;
+  private lastInterest = '';
+  /** Tenants with subscriptions, per node (dead nodes' entries included: their sessions may come back). */
+  private readonly interest = new Map<string, Set<string>>();
+  private interestReader?: ConsumerMessages;
+  /** Not following the node entries (the watch failed): every message is published. */
+  private interestUnknown = false;
+  /** Tenants of this node's persistent sessions with subscriptions, as of the last tick. */
+  private persistentTenants = new Set<string>();
   private closed = false;
   /** Counters for /readyz and tests. */
-  readonly stats = { published: 0, publishFailed: 0, received: 0, takeovers: 0, handovers: 0, recovered: 0, replayed: 0 };
+  readonly stats = { published: 0, publishFailed: 0, received: 0, takeovers: 0, handovers: 0, recovered: 0, replayed: 0, notNeeded: 0 };
 
   private constructor(private readonly broker: Broker, private readonly opts: MqttClusterOptions, private readonly nc: NatsConnection, private readonly js: JetStreamClient, private readonly jsm: JetStreamManager) {
     this.sessionsKv = new Bucket(js, jsm, 'fgmqtt_sessions');
@@ -167,6 +176,7 @@ export class MqttCluster {
     await this.sessionsKv.ensure(replicas);
     await this.nodesKv.ensure(replicas, 7 * 24 * 3600 * 1000);
     await this.retainedKv.ensure(replicas);
+    await this.watchInterest();
     const state = (await this.jsm.streams.info(STREAM)).state;
     this.lastSeq = state.last_seq;
     // The bucket first, then the stream from the position taken before it: nothing retained is applied older over newer.
@@ -220,8 +230,16 @@ export class MqttCluster {
     }
   }
 
-  /** Routes a message cluster-wide: published once, delivered here once JetStream has it (see the module comment). */
-  route(tenant: string, msg: RoutedMessage): void {
+  /**
+   * Routes a message cluster-wide: published once, delivered here once JetStream has it (see the
+   * module comment). `ifSubscribed`: a copy that only matters to subscribers (HTTP telemetry
+   * forwarded to MQTT) stays on this node when no node holds a subscription of the tenant.
+   */
+  route(tenant: string, msg: RoutedMessage, ifSubscribed = false): void {
+    if (ifSubscribed && !this.interested(tenant)) {
+      this.stats.notNeeded++;
+      return this.broker.routeLocal(tenant, msg);
+    }
     const id = ++this.ownId;
     this.pendingOwn.set(id, this.lastSeq + 1);
     let data: Buffer;
@@ -268,11 +286,57 @@ export class MqttCluster {
   private async writeWatermark(force: boolean): Promise<void> {
     if (this.closed && !force) return;
     const w = this.watermark();
+    const t = this.localTenants();
+    this.persistentTenants = new Set([...this.broker.sessions.values()].filter((s) => s.persistent && s.subscriptions.size > 0).map((s) => s.tenant));
+    const joined = t.join('\u0000');
     const now = Date.now();
-    if (!force && w === this.lastWatermark && now - this.lastWatermarkAt < 10_000) return;
-    await this.nodesKv.put(this.instance, { node: this.opts.nodeId, w, at: now });
+    if (!force && w === this.lastWatermark && joined === this.lastInterest && now - this.lastWatermarkAt < 10_000) return;
+    await this.nodesKv.put(this.instance, { node: this.opts.nodeId, w, at: now, t });
     this.lastWatermark = w;
+    this.lastInterest = joined;
     this.lastWatermarkAt = now;
+  }
+
+  /** Tenants of this node's sessions that hold subscriptions (offline persistent ones too). */
+  private localTenants(): string[] {
+    const t = new Set<string>();
+    for (const s of this.broker.sessions.values()) if (s.subscriptions.size > 0 && !this.moved.has(s)) t.add(s.tenant);
+    return [...t].sort();
+  }
+
+  /**
+   * Whether a copy of a message of `tenant` is needed in the stream: another node holds a
+   * subscription of the tenant (as the nodes last wrote, about a second behind), or a persistent
+   * session here does (should this node die, its replay reads the stream). Subscribers on this
+   * node get the message from routeLocal either way.
+   */
+  interested(tenant: string): boolean {
+    if (this.interestUnknown || this.persistentTenants.has(tenant)) return true;
+    for (const [node, tenants] of this.interest) if (node !== this.instance && tenants.has(tenant)) return true;
+    return false;
+  }
+
+  /** Follows every node's entry in `fgmqtt_nodes` (the last one of each, then every change). */
+  private async watchInterest(): Promise<void> {
+    const consumer = await this.js.consumers.get(this.nodesKv.stream, { deliver_policy: DeliverPolicy.LastPerSubject });
+    this.interestReader = await consumer.consume({ max_messages: 100 });
+    void (async () => {
+      try {
+        for await (const m of this.interestReader!) {
+          const node = m.subject.slice(m.subject.lastIndexOf('.') + 1);
+          try {
+            const rec = m.data.length > 0 ? (m.json() as NodeRecord) : undefined;
+            if (rec?.t?.length) this.interest.set(node, new Set(rec.t));
+            else this.interest.delete(node);
+          } catch {
+            // not ours
+          }
+        }
+      } catch (err) {
+        if (!this.closed) this.broker.logger.warn({ err }, 'mqtt cluster stopped following the node entries; HTTP telemetry is forwarded to every node meanwhile');
+        this.interestUnknown = true;
+      }
+    })();
   }
 
   // ---- sessions ----
@@ -466,7 +530,7 @@ export class MqttCluster {
 
   describe(): string {
     const st = this.stats;
-    return `cluster: ${st.published} published, ${st.received} received from other nodes, ${this.shares.count} shared groups, ${st.takeovers} takeovers, ${st.recovered} sessions recovered`;
+    return `cluster: ${st.published} published, ${st.received} received from other nodes, ${st.notNeeded} forwarded telemetry kept here (no subscriber elsewhere), ${this.shares.count} shared groups, ${st.takeovers} takeovers, ${st.recovered} sessions recovered`;
   }
 
   /** Stops reading; writes the final watermark (offline sessions here resume elsewhere from it). */
@@ -480,6 +544,7 @@ export class MqttCluster {
     this.publisher.close();
     await this.writeWatermark(true).catch(() => undefined);
     this.reader?.stop();
+    this.interestReader?.stop();
     await this.nc.drain().catch(() => undefined);
   }
 
