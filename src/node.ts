@@ -151,7 +151,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.
-      onIngested: mqtt ? (envelopes) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined,
+      onIngested: mqtt ? (envelopes) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }, { ifSubscribed: true }); } : undefined,
       bodyLimitBytes: config.http.bodyLimitBytes, retryAfterSeconds: config.http.retryAfterSeconds,
       tenantConfig: config, quotas, onTenantChanged: (t) => { quotas.update(t); revocations?.tenantChanged(t.id); },
       accepting: () => accepting,
