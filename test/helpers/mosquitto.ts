@@ -3,11 +3,11 @@
  * with its own configuration and persistence directory in a temp dir (`persistence true`), for
  * bridge tests. It can be started late (a broker that comes up after the bridge), stopped and
  * started again on the same port and store; optional users (password file) and no anonymous
- * access then. Every process started here is killed when the test process exits.
+ * access then; optional TLS with a throw-away CA (openssl). Every process started here is killed when the test process exits.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
@@ -23,7 +23,10 @@ process.on('exit', () => { for (const c of alive) c.kill('SIGKILL'); });
 
 export interface Mosquitto {
   readonly port: number;
+  /** mqtt://127.0.0.1:port, or mqtts:// with `tls`. */
   readonly url: string;
+  /** With `tls`: the PEM of the test CA that signed the broker's certificate (for 127.0.0.1). */
+  readonly caPem?: string;
   readonly dir: string;
   readonly running: boolean;
   /** Its stderr/stdout, for failure messages. */
@@ -47,7 +50,7 @@ function listening(port: number): Promise<boolean> {
  * Creates (and by default starts) a Mosquitto with persistence in a temp dir.
  * `users` (name → password) turns anonymous access off.
  */
-export async function createMosquitto(opts: { users?: Record<string, string>; start?: boolean } = {}): Promise<Mosquitto> {
+export async function createMosquitto(opts: { users?: Record<string, string>; start?: boolean; tls?: boolean } = {}): Promise<Mosquitto> {
   if (!MOSQUITTO_BIN) throw new Error('mosquitto is not installed');
   const tmp = await tempDir('fluxgate-mosquitto-');
   const port = await freePort();
@@ -75,13 +78,28 @@ export async function createMosquitto(opts: { users?: Record<string, string>; st
   } else {
     conf.push('allow_anonymous true');
   }
+  let caPem: string | undefined;
+  if (opts.tls) {
+    // A throw-away CA and a broker certificate for 127.0.0.1 (EC keys: fast to make).
+    const run = (args: string[]) => {
+      const r = spawnSync('openssl', args, { cwd: tmp.dir });
+      if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
+    };
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=fluxgate-test-ca']);
+    run(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+    await writeFile(join(tmp.dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'san.ext']);
+    caPem = await readFile(join(tmp.dir, 'ca.crt'), 'utf8');
+    conf.push(`certfile ${join(tmp.dir, 'server.crt')}`, `keyfile ${join(tmp.dir, 'server.key')}`);
+  }
   const confPath = join(tmp.dir, 'mosquitto.conf');
   await writeFile(confPath, conf.join('\n') + '\n');
 
   let child: ChildProcess | undefined;
   let output = '';
   const m: Mosquitto = {
-    port, url: `mqtt://127.0.0.1:${port}`, dir: tmp.dir,
+    port, url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`, dir: tmp.dir, caPem,
     get running() { return child !== undefined; },
     get output() { return output; },
     async start() {

@@ -204,6 +204,26 @@ describe('bridge source', { skip: MOSQUITTO_BIN ? false : 'mosquitto is not inst
     }
   });
 
+  it('mqtts: a broker certificate signed by the configured CA is accepted; without the CA the status says why', async () => {
+    const secure = await createMosquitto({ tls: true });
+    try {
+      assert.equal((await t.api('POST', '/api/v1/bridges', bridgeBody('tls-noca', secure.url))).status, 201);
+      const st = await waitFor(async () => { const s = (await t.api('GET', '/api/v1/bridges/tls-noca')).body.status; return s.lastError ? s : undefined; }, { what: 'TLS failure reported' });
+      assert.equal(st.connected, false);
+      assert.match(st.lastError, /cannot reach mqtts:\/\/127\.0\.0\.1:\d+: .*(self[- ]signed|unable to (get|verify)|certificate)/i);
+      assert.equal((await t.api('POST', '/api/v1/bridges', bridgeBody('tls-ca', secure.url, { tls: { ca: secure.caPem } }))).status, 201);
+      await waitFor(async () => (await t.api('GET', '/api/v1/bridges/tls-ca')).body.status.connected, { what: 'connected over TLS' });
+      const pub = await publisher(secure.url, { ca: secure.caPem });
+      await pub.publishAsync(topicOf('tls-dev', 'tls-ca'), 'over tls', { qos: 1 });
+      await pub.endAsync();
+      await waitFor(async () => (await messages(t, 'tls-dev')).length === 1, { what: 'message over TLS' });
+    } finally {
+      await t.api('DELETE', '/api/v1/bridges/tls-noca');
+      await t.api('DELETE', '/api/v1/bridges/tls-ca');
+      await secure.destroy();
+    }
+  });
+
   it('refuses unknown tenants and, without autoProvision, unknown devices: acknowledged, counted, shown', async () => {
     assert.equal((await t.api('POST', '/api/v1/bridges', bridgeBody('strict', broker.url, { template: { pattern: PATTERN } }))).status, 201);
     try {
