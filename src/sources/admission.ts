@@ -17,6 +17,8 @@ export type Decision = 'accept' | 'shed' | 'slow-down';
 export class Admission {
   private readonly shedTotal: Counter<'tenant' | 'protocol'>;
   private lastShedAt = 0;
+  /** Snapshots shed per tenant since start, for /readyz (one entry per tenant that was shed). */
+  private readonly shedByTenant = new Map<string, number>();
 
   constructor(private readonly log: Log, private readonly shedSnapshotsAtRecords: number, metrics: Metrics) {
     this.shedTotal = new Counter({ name: 'fluxgate_snapshots_shed_total', help: 'Snapshots refused at the source because processing lagged past log.shedSnapshotsAtRecords.', labelNames: ['tenant', 'protocol'] as const, registers: [metrics.registry] });
@@ -32,6 +34,7 @@ export class Admission {
   /** Counts `n` shed snapshots of a tenant. */
   shed(tenant: string, protocol: Protocol, n = 1): void {
     this.shedTotal.inc({ tenant, protocol }, n);
+    this.shedByTenant.set(tenant, (this.shedByTenant.get(tenant) ?? 0) + n);
     this.lastShedAt = Date.now();
   }
 
@@ -42,7 +45,10 @@ export class Admission {
     // With lanes (src/log/lanes/): how much of the lag is events and how much snapshots.
     const lanes = p.lanes ? ` (${Object.entries(p.lanes).map(([lane, l]) => `${lane} ${l.lagRecords}`).join(', ')})` : '';
     const recently = Date.now() - this.lastShedAt < 60_000 ? '; snapshots shed in the last minute' : '';
+    // Per tenant, the most shed first (at most 5 named; all are in fluxgate_snapshots_shed_total).
+    const top = [...this.shedByTenant].sort((x, y) => y[1] - x[1]);
+    const perTenant = top.length ? `; shed since start: ${top.slice(0, 5).map(([t, n]) => `${t} ${n}`).join(', ')}${top.length > 5 ? `, ${top.length - 5} more tenants` : ''}` : '';
     // Shedding keeps the node useful (events still flow), so it does not make it unready.
-    return { ok: true, detail: shedding ? `shedding snapshots: lag ${lag}${lanes} ≥ log.shedSnapshotsAtRecords ${this.shedSnapshotsAtRecords}` : `taking everything${recently}` };
+    return { ok: true, detail: `${shedding ? `shedding snapshots: lag ${lag}${lanes} ≥ log.shedSnapshotsAtRecords ${this.shedSnapshotsAtRecords}` : `taking everything${recently}`}${perTenant}` };
   }
 }

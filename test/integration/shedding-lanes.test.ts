@@ -92,6 +92,7 @@ it('shedding with lanes - past shedSnapshotsAtRecords snapshots are shed (counte
     const body = await ready.json() as { ready: boolean; components: Record<string, { ok: boolean; detail: string }> };
     assert.equal(ready.status, 200, 'shedding keeps the node ready');
     assert.match(body.components.admission!.detail, /shedding snapshots: lag \d+ \(events \d+, snapshots \d+\)/);
+    assert.ok(body.components.admission!.detail.endsWith(`; shed since start: default ${sent.snapshotsShed.size}`), body.components.admission!.detail);
     const p = first.node.log.pressure();
     assert.deepEqual(p.lanes, { events: { lagRecords: sent.events.size }, snapshots: { lagRecords: sent.snapshotsAcked.size } });
     await first.node.stop(); // keeps the data directory
