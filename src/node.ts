@@ -147,7 +147,14 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       cluster: /^nats:\/\//.test(config.log.backend) ? { servers: config.log.backend.split(',').map((u) => u.trim()), nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
     const routeToSubscribers = mqtt ? (envelopes: Envelope[]) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined;
     // Bridges from external brokers; started once the node is up, stopped first (before the log closes).
-    const bridges = createBridgeSource({ configured: config.bridges, log, store, metrics, logger: logger.child({ component: 'bridge' }), dataDir, templates, onDurable: routeToSubscribers });
+    // With a nats:// log only the processing-lease holder runs them (one session per bridge in the cluster).
+    const lease = processing?.lease;
+    const clustered = /^nats:\/\//.test(config.log.backend);
+    const bridges = createBridgeSource({
+      configured: config.bridges, log, store, metrics, logger: logger.child({ component: 'bridge' }), dataDir, templates, onDurable: routeToSubscribers,
+      active: clustered ? () => lease?.state === 'leader' : undefined,
+      standbyDetail: clustered ? () => (lease ? lease.describe() : 'processing is disabled on this node (process.enabled=false)') : undefined,
+    });
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,
       // Telemetry that arrived over HTTP reaches MQTT subscribers too, as a device's own publish would.

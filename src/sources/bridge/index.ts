@@ -13,6 +13,12 @@
  * REST bridges are kept in the store as given (the bridge needs them to log in) and never shown.
  * /readyz gets one component `bridge:<name>` per bridge; a disconnected bridge is shown there
  * but does not make the node unready (why: Bridge.component()).
+ * Where bridges run: `active()` (node.ts: with a nats:// log, only the processing-lease holder,
+ * so the nodes of a cluster never take one session from each other); every node knows every
+ * bridge and re-reads REST bridges from the store every `refreshMs`, so the holder picks up a
+ * bridge created or deleted through another node. Not covered: the redelivery journal is a
+ * local file, so after a crash-takeover a message the dead holder logged but had not
+ * acknowledged is taken by the new holder under a new message id (stored twice at worst).
  */
 import { join } from 'node:path';
 import type { Envelope } from '../../core/envelope.js';
@@ -51,12 +57,21 @@ export interface BridgeSourceOptions {
   dataDir: string;
   templates?: TemplateLookup;
   onDurable?: (envelopes: Envelope[]) => void;
+  /**
+   * Whether bridges run on this node now (cluster: only the processing-lease holder runs them,
+   * so nodes do not take one session from each other); undefined: always. Checked every second.
+   */
+  active?: () => boolean;
+  /** Why this node is standby, for status (e.g. the lease holder). */
+  standbyDetail?: () => string;
+  /** How often REST bridges are re-read from the store (made or deleted through another node), ms. */
+  refreshMs?: number;
 }
 
 export interface BridgeView {
   definition: Record<string, unknown>;
   origin: 'config' | 'api';
-  status: BridgeStatus | { name: string; state: 'not started'; problems: string[] };
+  status: BridgeStatus | { name: string; state: 'not started' | 'standby'; problems: string[]; detail?: string };
 }
 
 interface Entry { def: BridgeDefinition; origin: 'config' | 'api'; bridge?: Bridge; problems?: string[] }
@@ -66,6 +81,12 @@ export class BridgeSource implements Source {
   private readonly entries = new Map<string, Entry>();
   private readonly bridgeMetrics: BridgeMetrics;
   private started = false;
+  /** Bridges run on this node now. */
+  private running = false;
+  private timer?: NodeJS.Timeout;
+  private lastRefresh = 0;
+  /** Serialises start/stop/refresh work. */
+  private work: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: BridgeSourceOptions) {
     this.bridgeMetrics = new BridgeMetrics(opts.metrics, () => [...this.entries.values()].flatMap((e) => (e.bridge ? [e.bridge] : [])));
@@ -105,21 +126,65 @@ export class BridgeSource implements Source {
     const problems = this.configProblems();
     if (problems.length) throw new FluxgateError('CONFIG_INVALID', `bridges have ${problems.length} problem(s):\n  - ${problems.join('\n  - ')}`, { details: { problems } });
     for (const def of this.opts.configured) this.entries.set(def.name, { def, origin: 'config' });
-    for (const o of await this.opts.store.listObjects(BRIDGE_OBJECT_KIND, PLATFORM_TENANT)) {
-      const def = withDefaults(o.body);
-      const p = [...schemaProblems(def), ...(schemaProblems(def).length ? [] : definitionProblems(def, '', this.templateExists()))];
-      if (this.entries.has(o.id)) p.push(`name: ${o.id} is also a bridge of the configuration file, which wins`);
-      if (p.length) {
-        this.opts.logger.error({ bridge: o.id, problems: p }, 'stored bridge not started');
-        if (!this.entries.has(o.id)) this.entries.set(o.id, { def, origin: 'api', problems: p });
-        continue;
-      }
-      this.entries.set(def.name, { def, origin: 'api' });
-    }
+    await this.refresh();
     this.started = true;
-    for (const e of this.entries.values()) if (!e.problems) await this.run(e);
+    await this.serial(() => this.sync());
+    this.timer = setInterval(() => { void this.serial(() => this.sync()).catch((err) => this.opts.logger.warn({ err }, 'bridge refresh failed; trying again')); }, 1000);
+    this.timer.unref();
     return [];
   }
+
+  private serial(fn: () => Promise<void>): Promise<void> {
+    const run = this.work.then(fn);
+    this.work = run.catch(() => undefined);
+    return run;
+  }
+
+  private wanted(): boolean {
+    return this.started && (this.opts.active ? this.opts.active() : true);
+  }
+
+  /** Starts or stops every bridge as this node's role says, and picks up REST bridges made or deleted elsewhere. */
+  private async sync(): Promise<void> {
+    if (!this.started) return;
+    if (Date.now() - this.lastRefresh >= (this.opts.refreshMs ?? 5000)) await this.refresh();
+    const want = this.wanted();
+    if (want !== this.running) {
+      this.running = want;
+      this.opts.logger.info({ bridges: this.entries.size }, want ? 'bridges start on this node' : 'bridges stop on this node (standby)');
+    }
+    for (const e of this.entries.values()) {
+      if (want && !e.bridge && !e.problems) await this.run(e).catch((err) => this.opts.logger.error({ err, bridge: e.def.name }, 'bridge could not start'));
+      if (!want && e.bridge) { const b = e.bridge; e.bridge = undefined; await b.stop(); }
+    }
+  }
+
+  /** Reads the REST bridges from the store: new ones are added (started by sync), deleted ones stopped. */
+  private async refresh(): Promise<void> {
+    this.lastRefresh = Date.now();
+    const stored = await this.opts.store.listObjects(BRIDGE_OBJECT_KIND, PLATFORM_TENANT);
+    const ids = new Set(stored.map((o) => o.id));
+    for (const [name, e] of this.entries) {
+      if (e.origin === 'api' && !ids.has(name)) {
+        this.entries.delete(name);
+        await e.bridge?.remove();
+      }
+    }
+    for (const o of stored) {
+      if (this.entries.get(o.id)?.origin === 'api') continue;
+      const def = withDefaults(o.body);
+      const p = [...schemaProblems(def), ...(schemaProblems(def).length ? [] : definitionProblems(def, '', this.templateExists()))];
+      if (this.entries.has(o.id)) {
+        if (!this.warnedShadow.has(o.id)) this.opts.logger.error({ bridge: o.id }, 'a stored bridge has the name of a bridge of the configuration file, which wins');
+        this.warnedShadow.add(o.id);
+        continue;
+      }
+      if (p.length) this.opts.logger.error({ bridge: o.id, problems: p }, 'stored bridge not started');
+      this.entries.set(o.id, { def, origin: 'api', problems: p.length ? p : undefined });
+    }
+  }
+
+  private readonly warnedShadow = new Set<string>();
 
   private async run(e: Entry): Promise<void> {
     const bridge = new Bridge(e.def, {
@@ -133,7 +198,11 @@ export class BridgeSource implements Source {
 
   async stop(): Promise<void> {
     this.started = false;
-    await Promise.all([...this.entries.values()].map((e) => e.bridge?.stop()));
+    clearInterval(this.timer);
+    await this.serial(async () => {
+      await Promise.all([...this.entries.values()].map(async (e) => { const b = e.bridge; e.bridge = undefined; await b?.stop(); }));
+      this.running = false;
+    });
   }
 
   status(): { ok: boolean; detail?: string } {
@@ -144,14 +213,18 @@ export class BridgeSource implements Source {
 
   /** /readyz components, one per bridge (`bridge:<name>`). */
   components(): Record<string, { ok: boolean; detail?: string }> {
-    return Object.fromEntries([...this.entries.values()].map((e) => [`bridge:${e.def.name}`, e.bridge ? e.bridge.component() : { ok: true, detail: `not started: ${(e.problems ?? []).join('; ')}` }]));
+    return Object.fromEntries([...this.entries.values()].map((e) => [`bridge:${e.def.name}`, e.bridge ? e.bridge.component() : e.problems ? { ok: true, detail: `not started: ${e.problems.join('; ')}` } : { ok: true, detail: this.standby() }]));
   }
 
   private view(e: Entry): BridgeView {
     return {
       definition: publicView(e.def), origin: e.origin,
-      status: e.bridge ? e.bridge.status() : { name: e.def.name, state: 'not started', problems: e.problems ?? [] },
+      status: e.bridge ? e.bridge.status() : e.problems ? { name: e.def.name, state: 'not started', problems: e.problems } : { name: e.def.name, state: 'standby', problems: [], detail: this.standby() },
     };
+  }
+
+  private standby(): string {
+    return `standby: bridges run on the node holding the processing lease${this.opts.standbyDetail ? ` (${this.opts.standbyDetail()})` : ''}`;
   }
 
   list(): BridgeView[] {
@@ -164,19 +237,26 @@ export class BridgeSource implements Source {
     return this.view(e);
   }
 
-  /** Validates, stores and starts a bridge; BAD_REQUEST names every wrong field. */
+  /** Validates, stores and starts a bridge (on a standby node: stores it); BAD_REQUEST names every wrong field. */
   async create(body: unknown): Promise<BridgeView> {
     if (!this.started) throw new FluxgateError('SHUTTING_DOWN', 'bridges are not running on this node right now: retry shortly');
     const def = withDefaults(body);
     const schema = schemaProblems(def);
     const problems = schema.length ? schema : definitionProblems(def, '', this.templateExists());
     if (problems.length) throw new FluxgateError('BAD_REQUEST', `the bridge has ${problems.length} problem(s): ${problems.join('; ')}`, { details: { problems } });
+    let view: BridgeView | undefined;
+    await this.serial(async () => { view = await this.createNow(def); });
+    return view!;
+  }
+
+  private async createNow(def: BridgeDefinition): Promise<BridgeView> {
     if (this.entries.has(def.name)) throw new FluxgateError('BRIDGE_EXISTS', `a bridge named ${def.name} already exists (${this.entries.get(def.name)!.origin === 'config' ? 'in the configuration file' : 'created over REST'}): pick another name or DELETE it first`);
     const entry: Entry = { def, origin: 'api' };
     this.entries.set(def.name, entry);
     try {
       await this.opts.store.putObject({ kind: BRIDGE_OBJECT_KIND, tenant: PLATFORM_TENANT, id: def.name, body: def, updatedAt: Date.now() });
-      await this.run(entry);
+      // A standby node only stores it: the node that runs bridges picks it up within refreshMs.
+      if (this.wanted()) await this.run(entry);
     } catch (err) {
       this.entries.delete(def.name);
       await entry.bridge?.stop();
@@ -187,6 +267,10 @@ export class BridgeSource implements Source {
 
   /** Stops a REST bridge and forgets it (its session on the external broker stays until it expires). */
   async remove(name: string): Promise<void> {
+    await this.serial(() => this.removeNow(name));
+  }
+
+  private async removeNow(name: string): Promise<void> {
     const e = this.entries.get(name);
     if (!e) throw new FluxgateError('BRIDGE_NOT_FOUND', `no bridge ${name}: list them with GET /api/v1/bridges`);
     if (e.origin === 'config') throw new FluxgateError('FORBIDDEN', `bridge ${name} comes from the configuration file: remove it there and restart the node`);
