@@ -23,7 +23,10 @@
  *   node --import tsx bench/shedding-100k.ts [--mode gateway|native] [--devices 100000] [--connections 200]
  *     [--generators 4] [--seconds 60] [--drain-seconds 50] [--snapshot-every 30] [--events-per-snapshot 0.33]
  *     [--batch 200] [--shed-at 50000] [--max-lag 500000] [--window 20] [--outbox 40] [--store embedded|postgres://user@host:5432/db]
- *     [--node-heap-mib N (the node's --max-old-space-size)] [--cpu-prof DIR]
+ *     [--node-heap-mib N (the node's --max-old-space-size)] [--cpu-prof DIR] [--log file|jetstream]
+ *
+ * `--log jetstream` starts a nats-server of its own (JetStream, temp dir) for the node's log:
+ * the lanes are then the streams FLUXGATE and FLUXGATE_SNAPSHOTS.
  *
  * With a postgres:// store the bench uses a schema of its own (bench_shed_<pid>) and drops it at
  * the end. (Why offer it: the embedded store's writer thread runs at nice 10, so on a machine
@@ -37,6 +40,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { startNatsServer, type NatsHandle } from '../test/helpers/nats-server.js';
 import { cpuProfArgs, fmt, machine, startNodeChild, stopChild, track, untrackDir, type Api } from './run.js';
 import type { GeneratorConfig, GeneratorConn, GeneratorCounters } from './lib/shed-generator.js';
 
@@ -56,6 +60,7 @@ const { values: a } = parseArgs({
     window: { type: 'string', default: '20' },
     outbox: { type: 'string', default: '40' },
     store: { type: 'string', default: 'embedded' },
+    log: { type: 'string', default: 'file' },
     'cpu-prof': { type: 'string' },
     'node-heap-mib': { type: 'string' },
   },
@@ -136,13 +141,16 @@ async function storedIds(api: Api, from: number, to: number): Promise<{ events: 
 const root = await mkdtemp(join(tmpdir(), 'fluxgate-bench-shed-'));
 track(undefined, root);
 const generators: ChildProcess[] = [];
+let nats: NatsHandle | undefined;
 try {
-  console.log(`Shedding under overload: ${STORE === 'embedded' ? 'embedded store' : 'PostgreSQL store'}, ${fmt(DEVICES)} devices (${MODE}), ${fmt(CONNECTIONS)} MQTT connections from ${GENERATORS} generator processes; snapshot every ${a['snapshot-every']} s + ${a['events-per-snapshot']} event(s) per device in between; ${SECONDS} s of load; process.batchSize ${a.batch}; shedSnapshotsAtRecords ${a['shed-at']}; maxLagRecords ${a['max-lag']}`);
+  if (a.log === 'jetstream') nats = await startNatsServer();
+  console.log(`Shedding under overload: ${nats ? 'JetStream log' : 'embedded log'}, ${STORE === 'embedded' ? 'embedded store' : 'PostgreSQL store'}, ${fmt(DEVICES)} devices (${MODE}), ${fmt(CONNECTIONS)} MQTT connections from ${GENERATORS} generator processes; snapshot every ${a['snapshot-every']} s + ${a['events-per-snapshot']} event(s) per device in between; ${SECONDS} s of load; process.batchSize ${a.batch}; shedSnapshotsAtRecords ${a['shed-at']}; maxLagRecords ${a['max-lag']}`);
   console.log(`machine: ${machine()} — shared with other work while measured`);
   const configFile = join(root, 'fluxgate.json');
   await writeFile(configFile, JSON.stringify(MODE === 'gateway' ? { templates: [{ id: 'bench', pattern: 'bench/{device}/{kind}', kinds: { events: 'event', snapshot: 'snapshot' }, autoProvision: true }] } : {}));
   const node = await startNodeChild(join(root, 'data'), {
     ...(STORE === 'embedded' ? {} : { FLUXGATE_STORE: STORE, FLUXGATE_STORE_SCHEMA: PG_SCHEMA }),
+    ...(nats ? { FLUXGATE_LOG: nats.url } : {}),
     FLUXGATE_CONFIG: configFile, FLUXGATE_PROCESS_BATCH_SIZE: a.batch, FLUXGATE_LOG_SHED_SNAPSHOTS_AT_RECORDS: a['shed-at'], FLUXGATE_LOG_MAX_LAG_RECORDS: a['max-lag'],
   }, { cpu: '0-1', nodeArgs: [...cpuProfArgs(a['cpu-prof']), ...(a['node-heap-mib'] ? [`--max-old-space-size=${a['node-heap-mib']}`] : [])] });
   const mqttPort = Number(/MQTT\s+mqtt:\/\/\S+:(\d+)/.exec(node.output())?.[1] ?? NaN);
@@ -285,6 +293,7 @@ try {
   await stopChild(node.child);
 } finally {
   for (const g of generators) await stopChild(g, 'SIGKILL', 1000);
+  await nats?.cleanup();
   await rm(root, { recursive: true, force: true });
   untrackDir(root);
   if (STORE !== 'embedded') {
