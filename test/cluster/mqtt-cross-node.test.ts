@@ -348,6 +348,20 @@ test('HTTP telemetry goes to other nodes only once one of them holds a subscript
   }
 });
 
+test('the session and node buckets expire entries mqtt.maxSessionExpirySeconds + 2 days after their last write', { skip }, async () => {
+  const nc = await natsConnect({ servers: nats!.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const want = (nodes.a.node.config.mqtt.maxSessionExpirySeconds + 2 * 86_400) * 1e9;
+    for (const bucket of ['KV_fgmqtt_sessions', 'KV_fgmqtt_nodes']) assert.equal((await jsm.streams.info(bucket)).config.max_age, want, bucket);
+    const stream = (await jsm.streams.info('FLUXGATE_MQTT')).config;
+    assert.equal(stream.max_bytes, 1024 ** 3);
+    assert.ok(stream.max_age > 0 && stream.max_age <= 24 * 3600 * 1e9);
+  } finally {
+    await nc.close();
+  }
+});
+
 test('bad input on the cluster subjects is ignored: garbage on the message stream and a malformed takeover request stop nothing', { skip }, async () => {
   const c = new Clients();
   const nc = await natsConnect({ servers: nats!.url });

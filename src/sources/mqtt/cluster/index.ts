@@ -44,8 +44,9 @@
  * 24 h) and at most 1 GiB (oldest dropped first): a session whose node died longer ago than the
  * stream reaches back resumes with what is left. Not covered: QoS 2 exchanges half-done at the
  * death (the new node does not know their packet ids), messages delivered through shared
- * subscriptions (shares.ts), and entries of sessions whose node died and whose client never
- * comes back (they stay in the bucket; harmless, overwritten at the next connect).
+ * subscriptions (shares.ts). Entries of sessions whose node died and whose client never comes
+ * back expire from the buckets mqtt.maxSessionExpirySeconds + 2 days after their last write;
+ * a node rewrites the entries of its own sessions every third of that.
  *
  * Cost of a node death: every persistent session of the dead node that comes back replays its
  * tenant's part of the stream from the watermark on its own (one ordered consumer each), so a
@@ -115,6 +116,8 @@ export class MqttCluster {
   private ownId = 0;
   /** Stream sequence of each message delivered here (weakly held: it goes with the message). */
   private readonly seqOf = new WeakMap<RoutedMessage, number>();
+  /** When this node last wrote each session's entry (refreshEntries). */
+  private readonly writtenAt = new WeakMap<Session, number>();
   /** Sessions handed to another node: their end must not delete the entry the new owner wrote. */
   private readonly moved = new WeakSet<Session>();
   private readonly sessionsKv: Bucket<SessionRecord>;
@@ -173,8 +176,11 @@ export class MqttCluster {
         max_age: nanos(maxAge), max_bytes: MAX_STREAM_BYTES, num_replicas: replicas, allow_direct: true, duplicate_window: nanos(60_000),
       }).catch((err: unknown) => { if (!/already in use|exists/i.test(String((err as Error)?.message))) throw err; });
     }
-    await this.sessionsKv.ensure(replicas);
-    await this.nodesKv.ensure(replicas, 7 * 24 * 3600 * 1000);
+    // Entries outlive the longest session expiry by two days, then go by themselves (those of a
+    // dead node's sessions that never come back); a node rewrites its live ones well before.
+    const keep = this.entryMaxAgeMs;
+    await this.sessionsKv.ensure(replicas, keep);
+    await this.nodesKv.ensure(replicas, keep);
     await this.retainedKv.ensure(replicas);
     await this.watchInterest();
     const state = (await this.jsm.streams.info(STREAM)).state;
@@ -187,7 +193,10 @@ export class MqttCluster {
     this.takeoverSub = this.nc.subscribe(`fluxgate.mqtt.node.${this.instance}.takeover`, { callback: (err, m) => { if (!err) this.onTakeover(m); } });
     await this.nc.flush();
     await this.writeWatermark(true);
-    this.timer = setInterval(() => void this.writeWatermark(false).catch(() => undefined), WATERMARK_EVERY_MS);
+    this.timer = setInterval(() => {
+      this.writeWatermark(false).catch(() => undefined);
+      this.refreshEntries(Date.now());
+    }, WATERMARK_EVERY_MS);
     this.timer.unref();
     this.broker.logger.info({ node: this.opts.nodeId, instance: this.instance, stream: STREAM, from: state.last_seq + 1, retained }, 'mqtt cluster delivery started');
   }
@@ -340,6 +349,26 @@ export class MqttCluster {
   }
 
   // ---- sessions ----
+
+  private get entryMaxAgeMs(): number {
+    return (this.broker.config.maxSessionExpirySeconds + 2 * 86_400) * 1000;
+  }
+
+  /** Rewrites entries of this node's sessions written more than a third of their max age ago (at most 500 a second). */
+  private refreshEntries(now: number): void {
+    const every = this.entryMaxAgeMs / 3;
+    let budget = 500;
+    for (const s of this.broker.sessions.values()) {
+      if (budget === 0) return;
+      if (this.moved.has(s)) continue;
+      const at = this.writtenAt.get(s);
+      if (at === undefined) { this.writtenAt.set(s, now); continue; }
+      if (now - at < every) continue;
+      budget--;
+      this.writtenAt.set(s, now);
+      this.sessionsKv.put(keyOf(s.key), this.record(s)).catch(() => this.writtenAt.set(s, at));
+    }
+  }
 
   private record(s: Session): SessionRecord {
     return { k: s.key, c: s.clientId, i: s.identity, e: s.expirySeconds, sub: [...s.subscriptions], node: this.instance, name: this.opts.nodeId, on: s.conn !== undefined, ...(s.conn ? {} : { at: s.disconnectedAt ?? Date.now() }) };
