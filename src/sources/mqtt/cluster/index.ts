@@ -426,7 +426,7 @@ export class MqttCluster {
     let handover: SessionHandover | undefined;
     if (this.broker.sessions.get(req.key) === s) {
       if (!req.clean && s.persistent) {
-        const from = this.watermarkWithout(s);
+        const from = this.replayFrom();
         handover = { rec: this.record(s), backlog: s.backlog().filter((o) => o.qos > 0).map(outgoingToWire), from };
         this.stats.handovers++;
       }
@@ -437,7 +437,7 @@ export class MqttCluster {
   }
 
   /** Where the new owner replays from: past everything this node read, but not past its own unacknowledged publishes. */
-  private watermarkWithout(_s: Session): number {
+  private replayFrom(): number {
     let w = this.lastSeq + 1;
     for (const b of this.pendingOwn.values()) if (b < w) w = b;
     return w;
