@@ -46,18 +46,13 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-/**
- * Creates (and by default starts) a Mosquitto with persistence in a temp dir.
- * `users` (name → password) turns anonymous access off.
- */
-export async function createMosquitto(opts: { users?: Record<string, string>; start?: boolean; tls?: boolean } = {}): Promise<Mosquitto> {
-  if (!MOSQUITTO_BIN) throw new Error('mosquitto is not installed');
-  const tmp = await tempDir('fluxgate-mosquitto-');
+/** Port, configuration lines and (with TLS) the CA of a new broker in `dir`. */
+async function prepare(dir: string, opts: { users?: Record<string, string>; tls?: boolean }): Promise<{ port: number; caPem?: string; conf: string[] }> {
   const port = await freePort();
   const conf = [
     `listener ${port} 127.0.0.1`,
     'persistence true',
-    `persistence_location ${tmp.dir}/`,
+    `persistence_location ${dir}/`,
     'persistence_file mosquitto.db',
     // The bridge's offline session must keep everything a test publishes while Fluxgate is down.
     'max_queued_messages 1000000',
@@ -69,7 +64,7 @@ export async function createMosquitto(opts: { users?: Record<string, string>; st
     'log_type warning',
   ];
   if (opts.users) {
-    const pw = join(tmp.dir, 'passwd');
+    const pw = join(dir, 'passwd');
     for (const [i, [u, p]] of Object.entries(opts.users).entries()) {
       const r = spawnSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', pw, u, p]);
       if (r.status !== 0) throw new Error(`mosquitto_passwd failed: ${r.stderr}`);
@@ -82,16 +77,35 @@ export async function createMosquitto(opts: { users?: Record<string, string>; st
   if (opts.tls) {
     // A throw-away CA and a broker certificate for 127.0.0.1 (EC keys: fast to make).
     const run = (args: string[]) => {
-      const r = spawnSync('openssl', args, { cwd: tmp.dir });
+      const r = spawnSync('openssl', args, { cwd: dir });
       if (r.status !== 0) throw new Error(`openssl ${args[0]} failed: ${r.stderr}`);
     };
     const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
     run(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=fluxgate-test-ca']);
     run(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
-    await writeFile(join(tmp.dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    await writeFile(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
     run(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'san.ext']);
-    caPem = await readFile(join(tmp.dir, 'ca.crt'), 'utf8');
-    conf.push(`certfile ${join(tmp.dir, 'server.crt')}`, `keyfile ${join(tmp.dir, 'server.key')}`);
+    caPem = await readFile(join(dir, 'ca.crt'), 'utf8');
+    conf.push(`certfile ${join(dir, 'server.crt')}`, `keyfile ${join(dir, 'server.key')}`);
+  }
+  return { port, caPem, conf };
+}
+
+/**
+ * Creates (and by default starts) a Mosquitto with persistence in a temp dir.
+ * `users` (name → password) turns anonymous access off.
+ */
+export async function createMosquitto(opts: { users?: Record<string, string>; start?: boolean; tls?: boolean } = {}): Promise<Mosquitto> {
+  if (!MOSQUITTO_BIN) throw new Error('mosquitto is not installed');
+  const tmp = await tempDir('fluxgate-mosquitto-');
+  let port: number;
+  let caPem: string | undefined;
+  let conf: string[];
+  try {
+    ({ port, caPem, conf } = await prepare(tmp.dir, opts));
+  } catch (err) {
+    await tmp.cleanup();
+    throw err;
   }
   const confPath = join(tmp.dir, 'mosquitto.conf');
   await writeFile(confPath, conf.join('\n') + '\n');
@@ -129,6 +143,8 @@ export async function createMosquitto(opts: { users?: Record<string, string>; st
       await tmp.cleanup();
     },
   };
-  if (opts.start !== false) await m.start();
+  if (opts.start !== false) {
+    try { await m.start(); } catch (err) { await m.destroy(); throw err; }
+  }
   return m;
 }
