@@ -224,6 +224,20 @@ describe('bridge source', { skip: MOSQUITTO_BIN ? false : 'mosquitto is not inst
     }
   });
 
+  it('subscribes with a $share/<group>/… filter (MQTT 5 shared subscription)', async () => {
+    assert.equal((await t.api('POST', '/api/v1/bridges', bridgeBody('shared', broker.url, { topics: ['$share/fluxgate/mtic/msg/client/realtime/+/+/+/shared'] }))).status, 201);
+    try {
+      await waitFor(async () => (await t.api('GET', '/api/v1/bridges/shared')).body.status.connected, { what: 'bridge connected' });
+      const pub = await publisher(broker.url);
+      await pub.publishAsync(topicOf('shared-dev', 'shared'), '{"s":1}', { qos: 1 });
+      await pub.endAsync();
+      const got = await waitFor(async () => { const m = await messages(t, 'shared-dev'); return m.length ? m : undefined; }, { what: 'message through the shared subscription' });
+      assert.equal(got[0].topic, topicOf('shared-dev', 'shared'));
+    } finally {
+      await t.api('DELETE', '/api/v1/bridges/shared');
+    }
+  });
+
   it('refuses unknown tenants and, without autoProvision, unknown devices: acknowledged, counted, shown', async () => {
     assert.equal((await t.api('POST', '/api/v1/bridges', bridgeBody('strict', broker.url, { template: { pattern: PATTERN } }))).status, 201);
     try {
