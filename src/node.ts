@@ -120,7 +120,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     }) : undefined;
     if (revocations) cleanups.push(() => revocations.close());
     // Topic templates: configuration's and the tenants' (store); MQTT and bridges resolve topics through it.
-    const templates = new TemplateRegistry({ store, config: config.templates, metrics, logger: logger.child({ component: 'templates' }) });
+    const templates = new TemplateRegistry({ store, config: config.templates, metrics, logger: logger.child({ component: 'templates' }), maxDevices: (t) => quotas.of(t).maxDevices, onDeviceQuota: (t) => quotas.refusedDevices(t, 1) });
     await templates.open();
     cleanups.push(async () => templates.close());
     deviceAuth.onRevoked((tenant, device) => templates.forgetDevice(tenant, device));

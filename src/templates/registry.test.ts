@@ -23,9 +23,11 @@ function fakeStore(tenants = ['acme', 'beta']) {
     async putObject(o: StoredObject) { objects.set(k(o.kind, o.tenant, o.id), structuredClone(o)); },
     async deleteObject(kind: string, tenant: string, id: string) { return objects.delete(k(kind, tenant, id)); },
     async getDevice(tenant: string, id: string) { s.deviceReads++; return devices.get(k(tenant, id)); },
-    async createDevice(d: DeviceRecord) {
-      if (devices.has(k(d.tenant, d.id))) throw new FluxgateError('DEVICE_EXISTS', 'exists');
-      devices.set(k(d.tenant, d.id), d);
+    async createDevices(list: DeviceRecord[], opts: { maxDevices?: number } = {}) {
+      for (const d of list) if (devices.has(k(d.tenant, d.id))) throw new FluxgateError('DEVICE_EXISTS', 'exists');
+      const have = [...devices.values()].filter((d) => d.tenant === list[0]?.tenant).length;
+      if (opts.maxDevices && have + list.length > opts.maxDevices) throw new FluxgateError('QUOTA_DEVICES', 'over quota');
+      for (const d of list) devices.set(k(d.tenant, d.id), d);
     },
     async getProject(tenant: string, name: string) { return projects.get(k(tenant, name)); },
     async createProject(p: ProjectRecord) {
@@ -153,5 +155,20 @@ test('a platform template with {tenant} used without caller cannot provision int
   const t = r.resolve('mtic/msg/client/realtime/nobody/p/d/x')!;
   assert.deepEqual(await r.admitDevice(t), { outcome: 'refused', reason: 'unknown_tenant' });
   assert.equal(store.devices.size, 0);
+  r.close();
+});
+
+test('auto-provisioning holds to the tenant\'s device quota: past maxDevices it is refused (quota_devices) and reported', async () => {
+  const quotaRefusals: string[] = [];
+  const { r, store, refused } = await registry({ config: [{ ...MTIC, autoProvision: true }], maxDevices: (t) => (t === 'acme' ? 2 : 0), onDeviceQuota: (t) => quotaRefusals.push(t) });
+  const admit = (d: string) => r.admitDevice(r.resolve(`mtic/msg/client/realtime/acme/p/${d}/x`)!);
+  assert.equal((await admit('d1')).outcome, 'provisioned');
+  assert.equal((await admit('d2')).outcome, 'provisioned');
+  assert.deepEqual(await admit('d3'), { outcome: 'refused', reason: 'quota_devices' });
+  assert.equal(store.devices.has('acme/d3'), false);
+  assert.deepEqual(quotaRefusals, ['acme']);
+  assert.match(await refused(), /reason="quota_devices"\} 1/);
+  // Another tenant without a quota is not held back.
+  assert.equal((await r.admitDevice(r.resolve('mtic/msg/client/realtime/beta/p/b1/x')!)).outcome, 'provisioned');
   r.close();
 });

@@ -54,7 +54,7 @@ const MAX_CACHED_TOPICS = 200_000;
 /** Why a templated publish was refused (the `reason` label of the refusal counter). */
 export type RefusalReason =
   | 'other_tenant' | 'no_tenant' | 'other_device' | 'project_mismatch'
-  | 'unknown_device' | 'device_disabled' | 'unknown_tenant';
+  | 'unknown_device' | 'device_disabled' | 'unknown_tenant' | 'quota_devices';
 
 /** Who publishes: a tenant-level credential (gateway, bridge) or one device (`device` set). */
 export interface TemplateCaller { tenant: string; device?: string; project?: string }
@@ -84,11 +84,15 @@ export interface TemplateView extends TopicTemplate {
 }
 
 export interface TemplateRegistryOptions {
-  store: Pick<Store, 'listObjects' | 'getObject' | 'putObject' | 'deleteObject' | 'getDevice' | 'createDevice' | 'getProject' | 'createProject'>;
+  store: Pick<Store, 'listObjects' | 'getObject' | 'putObject' | 'deleteObject' | 'getDevice' | 'createDevices' | 'getProject' | 'createProject'>;
   /** Platform templates from configuration, in matching order. */
   config?: readonly TopicTemplate[];
   metrics?: Metrics;
   logger?: Logger;
+  /** The tenant's device quota (0 = unlimited); auto-provisioning past it is refused with reason quota_devices. */
+  maxDevices?: (tenant: string) => number;
+  /** Told when auto-provisioning was refused by the device quota (counted with the other quota refusals). */
+  onDeviceQuota?: (tenant: string) => void;
   /** How often REST templates are re-read from the store (changes made on other nodes). */
   refreshMs?: number;
 }
@@ -135,7 +139,7 @@ export class TemplateRegistry {
   private readonly resolved = new Map<string, Map<string, TemplateTarget | null>>();
   private resolvedCount = 0;
   private readonly lookups = new Map<string, Promise<DeviceEntry>>();
-  private readonly provisions = new Map<string, Promise<DeviceEntry | 'unknown_tenant'>>();
+  private readonly provisions = new Map<string, Promise<DeviceEntry | 'unknown_tenant' | 'quota_devices'>>();
   private readonly refused: Counter<'tenant' | 'reason'> | undefined;
   private readonly provisioned: Counter<'tenant'> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -148,7 +152,7 @@ export class TemplateRegistry {
     }
     this.platform = (opts.config ?? []).map((t) => compileTemplate(t));
     const registry = opts.metrics?.registry;
-    this.refused = counter(registry, 'fluxgate_template_refused_total', 'Publishes under a topic template refused, by tenant of the publisher and reason (other_tenant, no_tenant, other_device, project_mismatch, unknown_device, device_disabled, unknown_tenant).', ['tenant', 'reason'] as const);
+    this.refused = counter(registry, 'fluxgate_template_refused_total', 'Publishes under a topic template refused, by tenant of the publisher and reason (other_tenant, no_tenant, other_device, project_mismatch, unknown_device, device_disabled, unknown_tenant, quota_devices).', ['tenant', 'reason'] as const);
     this.provisioned = counter(registry, 'fluxgate_template_provisioned_total', 'Devices registered automatically on their first publish under a template with autoProvision.', ['tenant'] as const);
   }
 
@@ -342,14 +346,14 @@ export class TemplateRegistry {
       this.provisions.set(k, p);
     }
     return p.then((e) => {
-      if (e === 'unknown_tenant') return this.refusal(target.tenant, 'unknown_tenant');
+      if (e === 'unknown_tenant' || e === 'quota_devices') return this.refusal(target.tenant, e);
       if (e.missing) return this.refusal(target.tenant, 'unknown_device');
       const a = this.decide(target, e);
       return a.outcome === 'known' && e.provisioned ? { outcome: 'provisioned', project: a.project } : a;
     });
   }
 
-  private async provisionOnce(target: TemplateTarget): Promise<DeviceEntry | 'unknown_tenant'> {
+  private async provisionOnce(target: TemplateTarget): Promise<DeviceEntry | 'unknown_tenant' | 'quota_devices'> {
     const { tenant, device } = target;
     const project = target.project ?? 'default';
     const now = Date.now();
@@ -359,7 +363,8 @@ export class TemplateRegistry {
           if (!isFluxgateError(err, 'PROJECT_EXISTS')) throw err;
         });
       }
-      await this.opts.store.createDevice({ tenant, id: device, project, tokenHash: hashToken(generateToken('fgd_')), disabled: false, createdAt: now });
+      // createDevices counts the tenant's devices inside its transaction: the quota holds against concurrent creators.
+      await this.opts.store.createDevices([{ tenant, id: device, project, tokenHash: hashToken(generateToken('fgd_')), disabled: false, createdAt: now }], { maxDevices: this.opts.maxDevices?.(tenant) ?? 0 });
       this.provisioned?.labels(tenant).inc();
       this.opts.logger?.info({ tenant, project, device, template: target.template.id }, 'device registered by topic template (autoProvision)');
       const e: DeviceEntry = { until: now + DEVICE_TTL_MS, project, disabled: false };
@@ -367,6 +372,10 @@ export class TemplateRegistry {
       return { ...e, provisioned: true };
     } catch (err) {
       if (isFluxgateError(err, 'TENANT_NOT_FOUND')) return 'unknown_tenant';
+      if (isFluxgateError(err, 'QUOTA_DEVICES')) {
+        this.opts.onDeviceQuota?.(tenant);
+        return 'quota_devices';
+      }
       if (isFluxgateError(err, 'DEVICE_EXISTS')) {
         this.forgetDevice(tenant, device);
         return this.lookup(tenant, device);
