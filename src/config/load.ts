@@ -25,6 +25,10 @@ function coerce(raw: string, schema: TSchema): unknown {
     return raw.trim() === '' || Number.isNaN(n) ? raw : n;
   }
   if (type === 'boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
+  // Lists (templates, bridges) are JSON in an environment variable or flag; what does not parse is left for validation to name.
+  if (type === 'array') {
+    try { return JSON.parse(raw); } catch { return raw; }
+  }
   return raw;
 }
 
