@@ -70,7 +70,7 @@ import type { RoutedMessage } from '../message.js';
 import { Session, type Outgoing } from '../session.js';
 import { parseFilter, topicMatches, type ClientIdentity, type ParsedFilter } from '../topics.js';
 import type { SubOptions } from '../subscriptions.js';
-import { Bucket } from './kv.js';
+import { Bucket, isWrongLastSequence } from './kv.js';
 import { loadRetained, saveRetained, type RetainedEntry } from './retained.js';
 import { StreamPublisher } from './publisher.js';
 import { SharedSubscriptions } from './shares.js';
@@ -118,6 +118,8 @@ export class MqttCluster {
   private readonly seqOf = new WeakMap<RoutedMessage, number>();
   /** When this node last wrote each session's entry (refreshEntries). */
   private readonly writtenAt = new WeakMap<Session, number>();
+  /** CONNECTs of this node waiting for their claim (client id takeover) to finish, by session key. */
+  private readonly claiming = new Map<string, Promise<void>>();
   /** Sessions handed to another node: their end must not delete the entry the new owner wrote. */
   private readonly moved = new WeakSet<Session>();
   private readonly sessionsKv: Bucket<SessionRecord>;
@@ -381,22 +383,46 @@ export class MqttCluster {
    */
   async claim(key: string, identity: ClientIdentity, clientId: string, cleanStart: boolean): Promise<void> {
     if (this.broker.sessions.has(key)) return; // held here: the broker takes it over locally
-    const entry = await this.sessionsKv.get(keyOf(key));
-    const rec = entry?.value;
-    if (rec && rec.node !== this.instance) {
-      const reply = await this.askOwner(rec.node, key, cleanStart);
-      if (reply === 'gone') {
-        if (!cleanStart && rec.e > 0) await this.recover(rec);
-      } else if ('done' in reply) {
-        this.stats.takeovers++;
-        if (reply.handover && !cleanStart) await this.adoptHandover(reply.handover);
+    const running = this.claimFromCluster(key, identity, clientId, cleanStart);
+    this.claiming.set(key, running);
+    try {
+      await running;
+    } finally {
+      if (this.claiming.get(key) === running) this.claiming.delete(key);
+    }
+  }
+
+  /**
+   * The entry is written only if nobody wrote it since it was read: a CONNECT with the same client
+   * id on another node at the same moment makes one of the two ask the other in turn (the later
+   * writer wins, as a later CONNECT would), so the client id is never left connected twice.
+   */
+  private async claimFromCluster(key: string, identity: ClientIdentity, clientId: string, cleanStart: boolean): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const entry = await this.sessionsKv.lookup(keyOf(key));
+      const rec = entry.value;
+      if (rec && rec.node !== this.instance) {
+        const reply = await this.askOwner(rec.node, key, cleanStart);
+        if (reply === 'gone') {
+          if (!cleanStart && rec.e > 0 && !this.broker.sessions.has(key)) await this.recover(rec);
+        } else if ('done' in reply) {
+          this.stats.takeovers++;
+          // A session already brought here by an earlier attempt stays (the other node's is the newer, empty one).
+          if (reply.handover && !cleanStart && !this.broker.sessions.has(key)) await this.adoptHandover(reply.handover);
+        }
+      }
+      const s = this.broker.sessions.get(key);
+      const value: SessionRecord = s ? this.record(s) : { k: key, c: clientId, i: identity, e: 0, sub: [], node: this.instance, name: this.opts.nodeId, on: true };
+      value.on = true;
+      delete value.at;
+      try {
+        await this.sessionsKv.put(keyOf(key), value, attempt < 3 ? entry.seq : undefined);
+        return;
+      } catch (err) {
+        if (!isWrongLastSequence(err)) throw err;
+        this.broker.logger.debug({ client: clientId, attempt }, 'mqtt client id claimed on another node at the same moment; asking it in turn');
       }
     }
-    const s = this.broker.sessions.get(key);
-    const value: SessionRecord = s ? this.record(s) : { k: key, c: clientId, i: identity, e: 0, sub: [], node: this.instance, name: this.opts.nodeId, on: true };
-    value.on = true;
-    delete value.at;
-    await this.sessionsKv.put(keyOf(key), value);
   }
 
   private async askOwner(node: string, key: string, clean: boolean): Promise<'gone' | TakeoverReply> {
@@ -415,9 +441,20 @@ export class MqttCluster {
     let req: { key: string; clean: boolean };
     try {
       req = m.json();
+      if (typeof req?.key !== 'string') return;
     } catch {
       return;
     }
+    // Being claimed here right now: answer once that CONNECT has attached (or failed).
+    const pending = this.claiming.get(req.key);
+    if (pending && !this.broker.sessions.has(req.key)) {
+      void pending.catch(() => undefined).then(() => setImmediate(() => this.takeOver(m, req)));
+      return;
+    }
+    this.takeOver(m, req);
+  }
+
+  private takeOver(m: Msg, req: { key: string; clean: boolean }): void {
     const s = this.broker.sessions.get(req.key);
     if (!s) return void m.respond(JSON.stringify({ none: true } satisfies TakeoverReply));
     this.moved.add(s);

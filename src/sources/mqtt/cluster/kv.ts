@@ -10,6 +10,13 @@ import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type
 import { nanos } from '@nats-io/transport-node';
 
 const enc = new TextEncoder();
+/** JetStream's answer when an expected last sequence does not match (someone else wrote the key). */
+export const WRONG_LAST_SEQUENCE = 10071;
+
+export function isWrongLastSequence(err: unknown): boolean {
+  const e = err as { code?: unknown; api_error?: { err_code?: number } };
+  return e?.api_error?.err_code === WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(String((err as Error)?.message));
+}
 const dec = new TextDecoder();
 
 export interface Entry<T> { value: T; seq: number }
@@ -36,12 +43,18 @@ export class Bucket<T> {
   }
 
   async get(key: string): Promise<Entry<T> | undefined> {
+    const e = await this.lookup(key);
+    return e.value === undefined ? undefined : { value: e.value, seq: e.seq };
+  }
+
+  /** The key's value (undefined when absent or deleted) and the sequence to expect when writing it next (0: never written). */
+  async lookup(key: string): Promise<{ value?: T; seq: number }> {
     const m = await this.jsm.streams.getMessage(this.stream, { last_by_subj: this.subject(key) }).catch((err: unknown) => {
       if (/not found/i.test(String((err as Error)?.message)) || (err as { code?: number })?.code === 404) return null;
       throw err;
     });
-    if (!m || m.data.length === 0) return undefined;
-    return { value: JSON.parse(dec.decode(m.data)) as T, seq: m.seq };
+    if (!m) return { seq: 0 };
+    return m.data.length === 0 ? { seq: m.seq } : { value: JSON.parse(dec.decode(m.data)) as T, seq: m.seq };
   }
 
   /** Writes `value`; with `expectSeq` only if the key's last write is that one (0: only if it never existed). */
