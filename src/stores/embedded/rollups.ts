@@ -15,7 +15,7 @@
  * recomputes that bucket from what is left.
  */
 import type { Statement } from 'better-sqlite3';
-import { addPoint, bucketCeil, checkResolution, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
+import { addPoint, bucketCeil, checkResolution, mergeAcc, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
 import type { Resolution, Rollup, RollupQuery } from '../store.js';
 import { decodeValue, type SqlValue } from './codec.js';
 import type { Names } from './names.js';
@@ -126,8 +126,8 @@ export class RollupWriter {
       this.markDirty(f, ts);
       return;
     }
+    // Hours are merged from the minutes at compaction (an hour is dirty when a minute of it is).
     this.addTo(f, '1m', ts - (((ts % MINUTE) + MINUTE) % MINUTE), ts, mid, v);
-    this.addTo(f, '1h', ts - (((ts % HOUR) + HOUR) % HOUR), ts, mid, v);
   }
 
   private addTo(f: SeriesFold, r: Resolution, b: number, ts: number, mid: string, v: SqlValue): void {
@@ -152,6 +152,16 @@ export class RollupWriter {
   flush(): void {
     // Key order: neighbouring rows share pages.
     const order = [...this.order].sort((x, y) => x.t - y.t || x.d - y.d || x.k - y.k);
+    for (const f of order) {
+      const hours = f.buckets['1h'] = new Map<number, Acc>();
+      for (const [b, acc] of f.buckets['1m']) {
+        const h = b - (((b % HOUR) + HOUR) % HOUR);
+        if (f.dirty['1h'].size > 0 && f.dirty['1h'].has(h)) continue;
+        const cur = hours.get(h);
+        if (cur) mergeAcc(cur, acc);
+        else hours.set(h, { ...acc });
+      }
+    }
     for (const r of RESOLUTIONS) {
       const out = new Batcher(this.upserts[r], this.params[r]);
       for (const f of order) for (const [b, acc] of f.buckets[r]) out.add(f.t, f.d, f.k, b, acc);
