@@ -54,8 +54,8 @@ interface SeriesFold {
 
 /**
  * Writer side. Points are folded as they are written (after their batch commits) into pending
- * per-bucket deltas held here, and the compaction upserts the deltas in the transaction that
- * moves the points into `points`. A point is certainly new when its staging insert stored every
+ * minute-bucket deltas held here; the compaction merges them into hour deltas and upserts both
+ * in the transaction that moves the points into `points`. A point is certainly new when its staging insert stored every
  * row of its statement and its device time is later than anything its series has in `points`
  * (an upper bound learnt per series on first sight, raised by each compaction): then its delta
  * is exact. Any other point (a replay, a late point behind a compaction) marks its buckets
