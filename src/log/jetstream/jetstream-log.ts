@@ -162,10 +162,9 @@ export class JetStreamLog implements Log {
   release(group: string): Promise<void> {
     const reader = this.groups.get(group);
     if (!reader || this.state !== 'open') return Promise.resolve();
-    return this.reads.run(group, async () => {
-      reader.release();
-      await this.nc!.flush().catch(() => undefined);
-    });
+    // No flush: while NATS is unreachable it would wait for the reconnect, and the naks are a
+    // courtesy (a lost one means that record waits for ack_wait or for the next reader's check).
+    return this.reads.run(group, async () => reader.release());
   }
 
   enforceRetention(now: number = Date.now()): Promise<void> {
