@@ -13,7 +13,10 @@
  * skipping its own (never twice, never back to the origin). If the publish fails (NATS down)
  * the origin still delivers locally and the other nodes miss it (counted in the log).
  * Order: one stream, one reader per node, so a subscriber sees each publisher's messages in the
- * order they were routed.
+ * order they were routed. HTTP telemetry forwarded to MQTT (`ifSubscribed`) is published only
+ * when some other node holds a subscription in its tenant, or a persistent session here does:
+ * each node lists its tenants with subscriptions in its `fgmqtt_nodes` entry (written every
+ * second) and follows the others', so an HTTP-only tenant costs nothing here.
  *
  * Shared subscriptions: shares.ts (a NATS queue group per tenant, group and filter).
  *
@@ -28,7 +31,10 @@
  * (`fluxgate.mqtt.node.<A>.takeover`, request/reply) before CONNACK: A closes its connection
  * (v5 DISCONNECT 0x8E, will rules as on one node) and, for a persistent session resumed without
  * Clean Start, hands over its subscriptions and backlog (in flight and queued) and the stream
- * position from which B replays what A had not delivered yet; B then owns the entry.
+ * position from which B replays what A had not delivered yet; B then owns the entry. B writes
+ * the entry only if nobody wrote it since B read it; otherwise another node claimed the same
+ * client id at the same moment, and B asks that one in turn (which answers once its own CONNECT
+ * has attached), so a client id never stays connected on two nodes.
  *
  * Persistent sessions when their node dies (SIGKILL). Each node writes to the bucket
  * `fgmqtt_nodes`, every second, its *watermark*: the lowest stream sequence any of its persistent
