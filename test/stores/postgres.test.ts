@@ -232,7 +232,7 @@ if (unreachable !== undefined) {
         const odd = ['a"b', '{x,y}', 'tab\there', 'new\nline', 'back\\slash', '\\N', 'NULL', '', 'ünï 😀', "it's"];
         const points = odd.map((v, i) => pt(T0 + i, 0, { device: `dev ${v}`, key: `k${v}`, messageId: `m${v}`, value: v }));
         const messages = odd.map((v, i) => ({ ...msg(T0 + i), device: `dev ${v}`, topic: `t/${v}`, messageId: `m${v}`, payload: new TextEncoder().encode(v) }));
-        const deadLetters = odd.map((v) => ({ tenant: 'acme', project: v, device: `dev ${v}`, topic: v, messageId: `m${v}`, receiveTime: T0, reason: `bad ${v}`, payload: new TextEncoder().encode(v) }));
+        const deadLetters = odd.map((v) => ({ tenant: 'acme', project: v, device: `dev ${v}`, topic: v, messageId: `m${v}`, receiveTime: T0, reason: `bad ${v}`, kind: 'telemetry' as const, payload: new TextEncoder().encode(v) }));
         await s.writeBatch({ points, messages, deadLetters });
         for (const [i, p] of points.entries()) {
           const r = await s.range({ tenant: 'acme', device: p.device, from: T0, to: T0 + 100, limit: 5 });
