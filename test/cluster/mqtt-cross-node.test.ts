@@ -30,6 +30,8 @@ import { Clients, collect, connackOf } from '../mqtt/helpers/broker.js';
 import { connect as natsConnect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { retainedKey } from '../../src/sources/mqtt/cluster/retained.js';
+import { ReplayReader } from '../../src/sources/mqtt/cluster/replay.js';
+import { encodeToken } from '../../src/log/jetstream/index.js';
 
 const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -258,10 +260,14 @@ test('a persistent session resumes on B after its node was SIGKILLed; QoS 1 mess
     // 'before' was acknowledged just before the kill, so it may come again (at least once), never more.
     assert.ok(got.filter((p) => p === 'before').length <= 1);
     await pub.publishAsync('queued/q', 'queued-after', { qos: 1 });
-    const back = await c.connect(mqttUrl(nodes.a), opts2);
+    const back = await c.connect(mqttUrl(nodes.b), opts2);
     assert.equal(connackOf(back).sessionPresent, true);
     await pub.publishAsync('queued/marker', 'end', { qos: 1 });
     assert.deepEqual(await untilMarker(collect(back), 'queued/marker'), ['queued-0', 'queued-1', 'queued-2', 'queued-after'], 'queued on K while offline, and published after K died');
+    // Both came back on B from K's one watermark: the second replay used the first one's read.
+    const detail: string = (await nodes.b.api('GET', '/readyz')).body.components.mqtt.detail;
+    const shared = Number(/replays read \((\d+) shared\)/.exec(detail)?.[1]);
+    assert.ok(shared >= 1, detail);
   } finally {
     await c.closeAll();
     if (k.child.exitCode === null && k.child.signalCode === null) k.child.kill('SIGKILL');
@@ -431,6 +437,36 @@ test('a persistent session brought to a node keeps at most its mqtt.maxOfflineMe
   } finally {
     await c.closeAll();
     await small.stop();
+  }
+});
+
+test('replays: a second read of the same range is served from the first; past its byte bound each caller reads on its own, with the same result', { skip }, async () => {
+  const nc = await natsConnect({ servers: nats!.url });
+  try {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const upper = (await jsm.streams.info('FLUXGATE_MQTT')).state.last_seq;
+    const subject = (t: string) => `fluxgate.mqtt.r.${encodeToken(t)}`;
+    const big = new ReplayReader(js, jsm, 'FLUXGATE_MQTT', subject);
+    const small = new ReplayReader(js, jsm, 'FLUXGATE_MQTT', subject, 10);
+    try {
+      const a = await big.read(appTenant, 1, upper);
+      assert.ok(a.length > 10, `${a.length} QoS 1/2 messages of the tenant`);
+      assert.ok(a.every((x, i) => x.msg.qos > 0 && (i === 0 || x.seq > a[i - 1]!.seq)), 'QoS 1/2 only, in stream order');
+      const b = await small.read(appTenant, 1, upper);
+      assert.deepEqual(b.map((x) => x.seq), a.map((x) => x.seq));
+      const mid = a[Math.floor(a.length / 2)]!.seq;
+      const again = await big.read(appTenant, 1, mid);
+      assert.deepEqual(again.map((x) => x.seq), a.filter((x) => x.seq <= mid).map((x) => x.seq));
+      assert.equal(big.stats.reads, 1, 'the second read came from the first');
+      assert.equal(big.stats.shared, 1);
+      assert.deepEqual(await big.read(appTenant, upper + 1, upper + 10), [], 'nothing past the end, at once');
+    } finally {
+      big.close();
+      small.close();
+    }
+  } finally {
+    await nc.close();
   }
 });
 

@@ -55,9 +55,8 @@
  * a node rewrites the entries of its own sessions every third of that.
  *
  * Cost of a node death: every persistent session of the dead node that comes back replays its
- * tenant's part of the stream from the watermark on its own (one ordered consumer each), so a
- * reconnect storm of N sessions of one tenant reads that range N times; sharing one read among
- * sessions resuming together is not built.
+ * tenant's part of the stream from the watermark; sessions resuming from the same position share
+ * one read of it (replay.ts), so a reconnect storm reads the range about once per tenant.
  *
  * Why not a durable consumer per offline session: with hundreds of thousands of persistent
  * device sessions the server would hold as many consumers, and a consumer cannot be created by
@@ -79,6 +78,7 @@ import type { SubOptions } from '../subscriptions.js';
 import { Bucket, isWrongLastSequence } from './kv.js';
 import { loadRetained, saveRetained, type RetainedEntry } from './retained.js';
 import { StreamPublisher } from './publisher.js';
+import { ReplayReader } from './replay.js';
 import { SharedSubscriptions } from './shares.js';
 import { decodeMessage, encodeMessage, outgoingFromWire, outgoingToWire, type SessionHandover, type SessionRecord } from './wire.js';
 
@@ -132,6 +132,7 @@ export class MqttCluster {
   private readonly nodesKv: Bucket<NodeRecord>;
   private readonly retainedKv: Bucket<RetainedEntry>;
   private readonly publisher: StreamPublisher;
+  readonly replays: ReplayReader;
   private reader?: ConsumerMessages;
   private takeoverSub?: Subscription;
   private timer?: NodeJS.Timeout;
@@ -155,6 +156,7 @@ export class MqttCluster {
     this.retainedKv = new Bucket(js, jsm, 'fgmqtt_retained');
     this.shares = new SharedSubscriptions(nc, broker, subjectOf);
     this.publisher = new StreamPublisher(nc, STREAM, 5000);
+    this.replays = new ReplayReader(js, jsm, STREAM, subjectOf);
   }
 
   static async start(broker: Broker, opts: MqttClusterOptions): Promise<MqttCluster> {
@@ -536,27 +538,14 @@ export class MqttCluster {
     const out: Outgoing[] = [];
     if (subs.length === 0) return out;
     const max = this.broker.config.maxOfflineMessages;
-    const consumer = await this.js.consumers.get(STREAM, { filter_subjects: subjectOf(s.tenant), deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: from });
     let dropped = 0;
-    let done = false;
-    while (!done) {
-      const batch = await consumer.fetch({ max_messages: 500, expires: 1000 });
-      let n = 0;
-      for await (const m of batch) {
-        n++;
-        if (m.seq > upper) { done = true; continue; }
-        let d;
-        try { d = decodeMessage(m.data); } catch { continue; }
-        const target = this.match(s, subs, d.msg);
-        if (!target) continue;
-        if (out.length >= max) { dropped++; continue; }
-        this.seqOf.set(d.msg, m.seq);
-        out.push({ msg: d.msg, ...target, packetId: 0, released: false });
-        if (m.seq >= upper) done = true;
-      }
-      if (n === 0) done = true;
+    for (const { seq, msg } of await this.replays.read(s.tenant, from, upper)) {
+      const target = this.match(s, subs, msg);
+      if (!target) continue;
+      if (out.length >= max) { dropped++; continue; }
+      this.seqOf.set(msg, seq);
+      out.push({ msg, ...target, packetId: 0, released: false });
     }
-    await consumer.delete().catch(() => undefined);
     this.stats.replayed += out.length;
     if (dropped > 0) this.broker.metrics.dropped.labels(s.tenant, 'offline_queue_full').inc(dropped);
     return out;
@@ -602,7 +591,7 @@ export class MqttCluster {
 
   describe(): string {
     const st = this.stats;
-    return `cluster: ${st.published} published, ${st.received} received from other nodes, ${st.notNeeded} forwarded telemetry kept here (no subscriber elsewhere), ${this.shares.count} shared groups, ${st.takeovers} takeovers, ${st.recovered} sessions recovered`;
+    return `cluster: ${st.published} published, ${st.received} received from other nodes, ${st.notNeeded} forwarded telemetry kept here (no subscriber elsewhere), ${this.shares.count} shared groups, ${st.takeovers} takeovers, ${st.recovered} sessions recovered, ${this.replays.stats.reads} replays read (${this.replays.stats.shared} shared)`;
   }
 
   /** Stops reading; writes the final watermark (offline sessions here resume elsewhere from it). */
@@ -614,6 +603,7 @@ export class MqttCluster {
     this.shares.close();
     await Promise.race([this.drainPending(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.publisher.close();
+    this.replays.close();
     await this.writeWatermark(true).catch(() => undefined);
     this.reader?.stop();
     this.interestReader?.stop();
