@@ -102,6 +102,9 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
   const store = opts.wrapStore ? opts.wrapStore(created) : created;
   const cleanups: Array<() => Promise<void>> = [];
   let accepting = false;
+  // A nats:// log makes this node one of a cluster: NATS relays, the processing lease, lease-bound bridges and retention.
+  const clustered = /^nats:\/\//.test(config.log.backend);
+  const natsServers = config.log.backend.split(',').map((u) => u.trim());
   try {
     await log.open();
     cleanups.push(() => log.close());
@@ -114,8 +117,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     await quotas.start();
     cleanups.push(async () => quotas.stop());
     // A nats:// log: device revocations and tenant settings changes reach every node at once.
-    const revocations = /^nats:\/\//.test(config.log.backend) ? await relayRevocationsOverNats({
-      servers: config.log.backend.split(',').map((u) => u.trim()), deviceAuth, logger: logger.child({ component: 'cluster' }),
+    const revocations = clustered ? await relayRevocationsOverNats({
+      servers: natsServers, deviceAuth, logger: logger.child({ component: 'cluster' }),
       onTenantChanged: (id) => { store.getTenant(id).then((t) => t && quotas.update(t), (err) => logger.warn({ err, tenant: id }, 'tenant settings not re-read; the periodic refresh will')); },
     }) : undefined;
     if (revocations) cleanups.push(() => revocations.close());
@@ -126,8 +129,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     deviceAuth.onRevoked((tenant, device) => templates.forgetDevice(tenant, device));
     const hub = new LiveHub(metrics);
     const admission = new Admission(log, config.log.shedSnapshotsAtRecords, metrics);
-    if (/^nats:\/\//.test(config.log.backend)) {
-      const relay = await relayLiveOverNats(hub, config.log.backend.split(',').map((u) => u.trim()), logger.child({ component: 'live' }));
+    if (clustered) {
+      const relay = await relayLiveOverNats(hub, natsServers, logger.child({ component: 'live' }));
       cleanups.push(() => relay.close());
     }
     const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs,
@@ -136,24 +139,25 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' }), log) : undefined;
     if (processing) cleanups.push(() => processing.stop());
 
+    // With a nats:// log only the processing-lease holder runs scheduled retention passes (one exporter per tenant and day).
+    const lease = processing?.lease;
+    const standbyDetail = clustered ? () => (lease ? lease.describe() : 'processing is disabled on this node (process.enabled=false)') : undefined;
     const retention = new RetentionScheduler({
       store, log, metrics, logger: logger.child({ component: 'retention' }), intervalMs: config.store.retentionIntervalMs, exportDir: config.retention.exportDir,
-      config,
+      config, active: clustered ? () => lease?.state === 'leader' : undefined, standbyDetail,
     });
     cleanups.push(() => retention.stop());
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, quotas, metrics, logger: logger.child({ component: 'mqtt' }),
       // A nats:// log: MQTT deliveries, shared subscriptions and sessions span the nodes (src/sources/mqtt/cluster/).
-      cluster: /^nats:\/\//.test(config.log.backend) ? { servers: config.log.backend.split(',').map((u) => u.trim()), nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
+      cluster: clustered ? { servers: natsServers, nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
     const routeToSubscribers = mqtt ? (envelopes: Envelope[]) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined;
     // Bridges from external brokers; started once the node is up, stopped first (before the log closes).
     // With a nats:// log only the processing-lease holder runs them (one session per bridge in the cluster).
-    const lease = processing?.lease;
-    const clustered = /^nats:\/\//.test(config.log.backend);
     const bridges = createBridgeSource({
       configured: config.bridges, log, store, metrics, logger: logger.child({ component: 'bridge' }), dataDir, templates, onDurable: routeToSubscribers,
       active: clustered ? () => lease?.state === 'leader' : undefined,
-      standbyDetail: clustered ? () => (lease ? lease.describe() : 'processing is disabled on this node (process.enabled=false)') : undefined,
+      standbyDetail,
     });
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,

@@ -25,6 +25,14 @@ export interface SchedulerOptions {
   config: Pick<Config, 'tenants'>;
   intervalMs: number;
   exportDir?: string;
+  /**
+   * Cluster: whether this node runs the scheduled passes (the processing-lease holder), so one
+   * node deletes and exports (one set of Parquet files per tenant and day). Absent: always.
+   * An explicit `runNow` runs on any node.
+   */
+  active?: () => boolean;
+  /** /readyz detail of a node whose scheduled passes run elsewhere. */
+  standbyDetail?: () => string;
 }
 
 export class RetentionScheduler {
@@ -54,7 +62,8 @@ export class RetentionScheduler {
     if (this.stopped) return;
     this.nextAt = Date.now() + delay;
     this.timer = setTimeout(() => {
-      const tick = this.running ? Promise.resolve() : this.pass().then(() => undefined, () => undefined);
+      const standby = this.opts.active !== undefined && !this.opts.active();
+      const tick = this.running || standby ? Promise.resolve() : this.pass().then(() => undefined, () => undefined);
       void tick.finally(() => this.schedule(this.opts.intervalMs));
     }, delay);
     this.timer.unref();
@@ -104,6 +113,7 @@ export class RetentionScheduler {
   status(): { ok: boolean; detail: string } {
     const next = this.nextAt === undefined ? '' : `; next in ${Math.max(0, Math.round((this.nextAt - Date.now()) / 1000))} s`;
     const running = this.running ? '; a pass is running' : '';
+    if (this.opts.active && !this.opts.active() && !this.running) return { ok: true, detail: `standby: scheduled passes run on the processing-lease holder (${this.opts.standbyDetail?.() ?? 'another node'})` };
     const r = this.last;
     if (!r) return { ok: true, detail: `no pass yet${this.lastError ? ` (last attempt failed: ${this.lastError})` : ''}${running}${next}` };
     const d = r.deleted;
