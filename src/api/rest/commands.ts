@@ -3,8 +3,9 @@
  * device's MQTT topic `devices/{id}/commands/{commandId}` (QoS 1); the device answers on
  * `devices/{id}/commands/{commandId}/reply`. The request waits up to `timeoutMs` for the
  * reply (200 with it) and then answers 504 COMMAND_TIMEOUT (a device that is offline or does
- * not answer). Commands are routed, not logged. In a cluster they reach devices connected to
- * this node only (cross-node delivery is part of the cluster issue).
+ * not answer). Commands are routed, not logged. In a cluster the command reaches the device on
+ * whichever node it is connected and the reply comes back here, both through the MQTT broker's
+ * cross-node deliveries (src/sources/mqtt/cluster/).
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
