@@ -58,7 +58,8 @@ let seq = 0;
 
 before(async () => {
   if (skip) return;
-  cluster = await startLocalCluster({ nodes: 3, store: PG_URL, leaseTtlMs: 2000, env: { FLUXGATE_STORE_SCHEMA: schema } });
+  // Device times start at BASE_TS (November 2023): raw retention is off so no retention pass removes them mid-test.
+  cluster = await startLocalCluster({ nodes: 3, store: PG_URL, leaseTtlMs: 2000, env: { FLUXGATE_STORE_SCHEMA: schema, FLUXGATE_TENANTS_DEFAULT_RAW_RETENTION_DAYS: '0' } });
   const api = apiClient(cluster.httpUrl, ADMIN_KEY);
   tokens = [];
   for (let i = 0; i < DEVICES; i++) {
