@@ -7,45 +7,17 @@
  * their own tier, and a pass running while ingest goes on loses nothing.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { DuckDBInstance } from '@duckdb/node-api';
-import type { DeepPartial } from '../../src/config/load.js';
-import type { Config } from '../../src/config/schema.js';
 import type { RawMessage, Store } from '../../src/stores/store.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 import { tempDir, waitFor } from '../helpers/wait.js';
+import { STORE_BACKENDS, PG_URL, pgAvailable } from '../helpers/store-backends.js';
 
 const DAY = 86_400_000;
-const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-async function pgAvailable(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  try { await c.connect(); return true; } catch { return false; } finally { await c.end().catch(() => undefined); }
-}
-
-interface Backend { name: string; setup(): Promise<{ store: DeepPartial<Config['store']>; cleanup(): Promise<void> }> }
-const BACKENDS: Backend[] = [
-  { name: 'embedded', setup: async () => ({ store: {}, cleanup: async () => undefined }) },
-  {
-    name: 'postgres',
-    setup: async () => {
-      const schema = `fluxgate_test_${randomBytes(6).toString('hex')}`;
-      return {
-        store: { backend: PG_URL, schema },
-        cleanup: async () => {
-          const c = new pg.Client({ connectionString: PG_URL });
-          await c.connect();
-          try { await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`); } finally { await c.end(); }
-        },
-      };
-    },
-  },
-];
-
 /** Every raw message of a tenant, oldest first. */
 async function allMessages(store: Store, tenant: string): Promise<RawMessage[]> {
   const out: RawMessage[] = [];
@@ -95,12 +67,12 @@ async function readParquet(glob: string): Promise<Array<Omit<RawMessage, 'payloa
 const asRows = (ms: RawMessage[]) => ms.map((m) => ({ ...m, payload: Buffer.from(m.payload) }));
 const dayName = (ts: number) => new Date(Math.floor(ts / DAY) * DAY).toISOString().slice(0, 10);
 
-for (const backend of BACKENDS) {
+for (const backend of STORE_BACKENDS) {
   describe(`retention (${backend.name} store)`, async () => {
     const skip = backend.name === 'postgres' && !(await pgAvailable()) ? `PostgreSQL not reachable at ${PG_URL}` : false;
 
     it('deletes raw rows per tenant window, exporting them to Parquet first; a second pass writes nothing; a late message goes to the next part', { skip }, async () => {
-      const { store: storeCfg, cleanup } = await backend.setup();
+      const { store: storeCfg, cleanup } = backend.setup();
       const exports = await tempDir('fluxgate-exports-');
       const t = await startTestNode({ store: { ...storeCfg, retentionIntervalMs: 3_600_000 }, retention: { exportDir: exports.dir } });
       try {
@@ -178,7 +150,7 @@ for (const backend of BACKENDS) {
     });
 
     it('an export that cannot be written keeps the tenant\'s raw rows and says why', { skip }, async () => {
-      const { store: storeCfg, cleanup } = await backend.setup();
+      const { store: storeCfg, cleanup } = backend.setup();
       const tmp = await tempDir('fluxgate-exports-');
       // A file where the export directory should be: mkdir of <exportDir>/acme fails.
       const blocked = join(tmp.dir, 'not-a-dir');
@@ -205,7 +177,7 @@ for (const backend of BACKENDS) {
     });
 
     it('expires 1-minute roll-ups after their own window while hourly ones stay', { skip }, async (ctx) => {
-      const { store: storeCfg, cleanup } = await backend.setup();
+      const { store: storeCfg, cleanup } = backend.setup();
       const t = await startTestNode({ store: { ...storeCfg, retentionIntervalMs: 3_600_000 } });
       try {
         const store = t.node.store as Store & { rollups?: (q: object) => Promise<unknown[]> };
@@ -233,7 +205,7 @@ for (const backend of BACKENDS) {
     });
 
     it('postgres - a daily partition is dropped only when every tenant with rows in it is past it', { skip: skip || (backend.name !== 'postgres' && 'partitions are PostgreSQL only') }, async () => {
-      const { store: storeCfg, cleanup } = await backend.setup();
+      const { store: storeCfg, cleanup } = backend.setup();
       const t = await startTestNode({ store: { ...storeCfg, retentionIntervalMs: 3_600_000 } });
       const c = new pg.Client({ connectionString: PG_URL });
       await c.connect();
@@ -267,7 +239,7 @@ for (const backend of BACKENDS) {
     });
 
     it('a pass that deletes many rows while ingest goes on loses no new message', { skip }, async () => {
-      const { store: storeCfg, cleanup } = await backend.setup();
+      const { store: storeCfg, cleanup } = backend.setup();
       const t = await startTestNode({ store: { ...storeCfg, retentionIntervalMs: 3_600_000 } });
       try {
         const token = await tenantWithDevice(t, 'acme', 'bulk');

@@ -10,41 +10,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import pg from 'pg';
-import type { DeepPartial } from '../../src/config/load.js';
-import type { Config } from '../../src/config/schema.js';
 import { startTestNode, type TestNode } from '../helpers/node.js';
 import { StoreFaults } from '../helpers/faulty-store.js';
 import { waitFor } from '../helpers/wait.js';
+import { STORE_BACKENDS, PG_URL, pgAvailable } from '../helpers/store-backends.js';
 
-const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-async function pgAvailable(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3000 });
-  try { await c.connect(); return true; } catch { return false; } finally { await c.end().catch(() => undefined); }
-}
-
-const BACKENDS: Array<{ name: string; setup(): { store: DeepPartial<Config['store']>; cleanup(): Promise<void> } }> = [
-  { name: 'embedded', setup: () => ({ store: {}, cleanup: async () => undefined }) },
-  {
-    name: 'postgres',
-    setup: () => {
-      const schema = `fluxgate_test_${randomBytes(6).toString('hex')}`;
-      return {
-        store: { backend: PG_URL, schema },
-        cleanup: async () => {
-          const c = new pg.Client({ connectionString: PG_URL });
-          await c.connect();
-          try { await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`); } finally { await c.end(); }
-        },
-      };
-    },
-  },
-];
-
-for (const backend of BACKENDS) describe(`store faults (${backend.name} store)`, { skip: backend.name === 'postgres' && !(await pgAvailable()) ? `PostgreSQL not reachable at ${PG_URL}` : false }, () => {
+for (const backend of STORE_BACKENDS) describe(`store faults (${backend.name} store)`, { skip: backend.name === 'postgres' && !(await pgAvailable()) ? `PostgreSQL not reachable at ${PG_URL}` : false }, () => {
   const faults = new StoreFaults();
   const { store, cleanup } = backend.setup();
   let t: TestNode;
