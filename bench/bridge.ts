@@ -2,20 +2,23 @@
  * Bridge throughput: QoS 1 messages published to a second Mosquitto and taken in by a bridge
  * (acknowledged to Mosquitto only once logged; journal sync + log append per batch), against
  * the same messages published straight to Fluxgate's own MQTT broker (PUBACK once logged).
- * One in-process node (embedded log and store), `--messages` per run, `--publishers` mqtt.js
- * clients with `--inflight` publishes in flight each. Bridge figure: first publish → the
- * bridge has acknowledged every message; direct figure: first publish → every PUBACK.
+ * One in-process node (embedded log and store; with `--cluster`, a JetStream log on a private
+ * nats-server, so the bridge runs as the processing-lease holder and keeps its redelivery
+ * journal in JetStream), `--messages` per run, `--publishers` mqtt.js clients with `--inflight`
+ * publishes in flight each. Bridge figure: first publish → the bridge has acknowledged every
+ * message; direct figure: first publish → every PUBACK.
  *
- *   node --import tsx bench/bridge.ts [--messages 20000] [--publishers 4] [--inflight 100]
+ *   node --import tsx bench/bridge.ts [--messages 20000] [--publishers 4] [--inflight 100] [--cluster]
  */
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createMosquitto } from '../test/helpers/mosquitto.js';
+import { startNatsServer } from '../test/helpers/nats-server.js';
 import { startTestNode } from '../test/helpers/node.js';
 import { waitFor } from '../test/helpers/wait.js';
 import { machine } from './run.js';
 
-const { values } = parseArgs({ options: { messages: { type: 'string', default: '20000' }, publishers: { type: 'string', default: '4' }, inflight: { type: 'string', default: '100' } } });
+const { values } = parseArgs({ options: { messages: { type: 'string', default: '20000' }, publishers: { type: 'string', default: '4' }, inflight: { type: 'string', default: '100' }, cluster: { type: 'boolean', default: false } } });
 const N = Number(values.messages);
 const PUBLISHERS = Number(values.publishers);
 const INFLIGHT = Number(values.inflight);
@@ -33,7 +36,8 @@ async function publishAll(url: string, topic: (i: number) => string, opts: mqtt.
 }
 
 const broker = await createMosquitto();
-const t = await startTestNode();
+const nats = values.cluster ? await startNatsServer() : undefined;
+const t = await startTestNode(nats ? { log: { backend: nats.url }, cluster: { leaseTtlMs: 2000 } } : {});
 try {
   await t.api('POST', '/api/v1/tenants', { id: 'bench' });
   await t.api('POST', '/api/v1/projects?tenant=bench', { name: 'p' });
@@ -42,7 +46,7 @@ try {
     template: { pattern: 'mtic/msg/client/realtime/{tenant}/{project}/{device}/#', autoProvision: true },
   });
   if (created.status !== 201) throw new Error(JSON.stringify(created.body));
-  await waitFor(async () => (await t.api('GET', '/api/v1/bridges/bench')).body.status.connected);
+  await waitFor(async () => (await t.api('GET', '/api/v1/bridges/bench')).body.status.connected, { timeoutMs: 30_000 });
   // Warm-up: devices registered, caches filled.
   for (let d = 0; d < 10; d++) await (await mqtt.connectAsync(broker.url)).publishAsync(`mtic/msg/client/realtime/bench/p/dev-${d}/up`, '{}', { qos: 1 });
   await waitFor(async () => (await t.api('GET', '/api/v1/bridges/bench')).body.status.counters.acknowledged >= 10);
@@ -64,10 +68,11 @@ try {
   const direct = performance.now() - t1;
 
   console.log(machine());
-  console.log(`${N} QoS 1 messages, ${PUBLISHERS} publishers × ${INFLIGHT} in flight`);
+  console.log(`${N} QoS 1 messages, ${PUBLISHERS} publishers × ${INFLIGHT} in flight; ${nats ? 'cluster mode (JetStream log, one node)' : 'embedded log'}`);
   console.log(`bridge (Mosquitto → bridge → log, acknowledged when logged): ${Math.round(N / (bridged / 1000))} msg/s (${Math.round(bridged)} ms; publishers done after ${Math.round(published)} ms; log fsyncs so far ${fsyncs})`);
   console.log(`direct MQTT to Fluxgate (PUBACK when logged):                 ${Math.round(N / (direct / 1000))} msg/s (${Math.round(direct)} ms)`);
 } finally {
   await t.stop();
   await broker.destroy();
+  await nats?.cleanup();
 }

@@ -15,8 +15,9 @@
  * at once — the message was logged at PUBREC time (QoS 2 "method B": store, then PUBREC).
  *
  * Exactly once across a crash. Each logged message gets a fresh unique message id (and its
- * receive time) recorded per packet id in the redelivery journal (./journal.ts), synced before
- * the append. A PUBLISH is taken as a redelivery of the journal's entry for its packet id when
+ * receive time) recorded per packet id in the redelivery journal (./journal.ts: a file on the
+ * embedded node; ./journal-jetstream.ts: JetStream in a cluster, so the next lease holder has
+ * it after a crash), durable before the append. A PUBLISH is taken as a redelivery of the journal's entry for its packet id when
  * the topic+payload hash matches AND (it carries DUP, or the entry dates from before this start,
  * or we have not acknowledged the entry yet). A redelivery reuses the first copy's message id
  * and receive time, so it decodes to identical points and raw-archive row and the stores' keys
@@ -47,7 +48,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import type { Store } from '../../stores/store.js';
 import type { CompiledTemplate } from '../../templates/template.js';
 import { clientIdOf, shownUrl, type BridgeDefinition } from './definition.js';
-import { journalPath, messageHash, RedeliveryJournal, type JournalEntry } from './journal.js';
+import { messageHash, type Journal, type JournalEntry } from './journal.js';
 import { TopicMapper, type DeviceAdmitter, type Mapping } from './mapping.js';
 import type { BridgeMetrics } from './metrics.js';
 
@@ -77,8 +78,8 @@ export interface BridgeDeps {
   metrics: Metrics;
   bridgeMetrics: BridgeMetrics;
   logger: Logger;
-  /** Directory of the redelivery journals (<dataDir>/bridges). */
-  journalDir: string;
+  /** The bridge's redelivery journal (opened by start(), closed by stop()). */
+  journal: Journal;
   /** The bridge's compiled template (inline, or looked up in the template registry each time). */
   template: () => CompiledTemplate;
   /** The template registry's device admission, when the node has one. */
@@ -120,7 +121,7 @@ export class Bridge {
   private stopping = false;
   private attempt = 0;
   private timer?: NodeJS.Timeout;
-  private readonly journal: RedeliveryJournal;
+  private readonly journal: Journal;
   private readonly mapper: TopicMapper;
   /** Mapping runs in arrival order, so appends keep each device's order. */
   private chain: Promise<void> = Promise.resolve();
@@ -139,7 +140,7 @@ export class Bridge {
   constructor(readonly def: BridgeDefinition, private readonly deps: BridgeDeps) {
     this.name = def.name;
     this.url = shownUrl(def.url);
-    this.journal = new RedeliveryJournal(journalPath(deps.journalDir, def.name, def.url, clientIdOf(def)));
+    this.journal = deps.journal;
     this.mapper = new TopicMapper(deps.store, deps.template, deps.admitter);
   }
 

@@ -16,11 +16,15 @@
  * Where bridges run: `active()` (node.ts: with a nats:// log, only the processing-lease holder,
  * so the nodes of a cluster never take one session from each other); every node knows every
  * bridge and re-reads REST bridges from the store every `refreshMs`, so the holder picks up a
- * bridge created or deleted through another node. Not covered: the redelivery journal is a
- * local file, so after a crash-takeover a message the dead holder logged but had not
- * acknowledged is taken by the new holder under a new message id (stored twice at worst).
+ * bridge created or deleted through another node. The redelivery journal is a file under
+ * <dataDir>/bridges on an embedded node and in JetStream in a cluster (./journal-jetstream.ts),
+ * so after the holder is killed the next holder loads it before subscribing and a message the
+ * dead holder logged but had not acknowledged keeps its message id when the broker redelivers
+ * it (stored once).
  */
 import { join } from 'node:path';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Envelope } from '../../core/envelope.js';
 import { FluxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -30,7 +34,9 @@ import type { Store } from '../../stores/store.js';
 import { compileTemplate, type CompiledTemplate } from '../../templates/template.js';
 import type { Source, SourceAddress } from '../source.js';
 import { Bridge, type BridgeStatus } from './bridge.js';
-import { definitionProblems, inlineTemplate, publicView, schemaProblems, withDefaults, type BridgeDefinition } from './definition.js';
+import { clientIdOf, definitionProblems, inlineTemplate, publicView, schemaProblems, withDefaults, type BridgeDefinition } from './definition.js';
+import { journalPath, RedeliveryJournal, type Journal } from './journal.js';
+import { JetStreamJournal, journalSession } from './journal-jetstream.js';
 import { BridgeMetrics } from './metrics.js';
 import type { DeviceAdmitter } from './mapping.js';
 
@@ -66,6 +72,8 @@ export interface BridgeSourceOptions {
   standbyDetail?: () => string;
   /** How often REST bridges are re-read from the store (made or deleted through another node), ms. */
   refreshMs?: number;
+  /** A nats:// log: redelivery journals are kept in JetStream there (./journal-jetstream.ts), not in files. */
+  cluster?: { servers: string[]; replicas: number };
 }
 
 export interface BridgeView {
@@ -186,10 +194,29 @@ export class BridgeSource implements Source {
 
   private readonly warnedShadow = new Set<string>();
 
+  private nats?: Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }>;
+
+  /** The NATS connection of the cluster journals, made at the first bridge start (shared by all bridges). */
+  private jetstream(servers: string[]): Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }> {
+    this.nats ??= (async () => {
+      const nc = await connect({ servers, name: 'fluxgate-bridges', timeout: 5000, maxReconnectAttempts: -1, reconnectTimeWait: 250, pingInterval: 2000, maxPingOut: 2 });
+      return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
+    })();
+    this.nats.catch(() => { this.nats = undefined; });
+    return this.nats;
+  }
+
+  private async journalOf(def: BridgeDefinition): Promise<Journal> {
+    const cluster = this.opts.cluster;
+    if (!cluster) return new RedeliveryJournal(journalPath(join(this.opts.dataDir, 'bridges'), def.name, def.url, clientIdOf(def)));
+    const { js, jsm } = await this.jetstream(cluster.servers);
+    return new JetStreamJournal({ js, jsm, session: journalSession(def.name, def.url, clientIdOf(def)), replicas: cluster.replicas });
+  }
+
   private async run(e: Entry): Promise<void> {
     const bridge = new Bridge(e.def, {
       log: this.opts.log, store: this.opts.store, metrics: this.opts.metrics, bridgeMetrics: this.bridgeMetrics,
-      logger: this.opts.logger.child({ bridge: e.def.name }), journalDir: join(this.opts.dataDir, 'bridges'),
+      logger: this.opts.logger.child({ bridge: e.def.name }), journal: await this.journalOf(e.def),
       template: this.templateOf(e.def), admitter: this.opts.templates, onDurable: this.opts.onDurable,
     });
     await bridge.start();
@@ -202,6 +229,9 @@ export class BridgeSource implements Source {
     await this.serial(async () => {
       await Promise.all([...this.entries.values()].map(async (e) => { const b = e.bridge; e.bridge = undefined; await b?.stop(); }));
       this.running = false;
+      const nats = this.nats;
+      this.nats = undefined;
+      if (nats) await nats.then(({ nc }) => nc.drain(), () => undefined).catch(() => undefined);
     });
   }
 

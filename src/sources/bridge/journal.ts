@@ -14,6 +14,11 @@
  * the last line for a packet id wins; a torn last line (crash mid-write) is ignored — its
  * batch was never appended. Compacted (rewritten from memory, at most 65,535 entries, then
  * renamed) when it holds 4× more lines than entries. Hand-written: 100 lines, no library does it.
+ *
+ * Where it lives: the file journal is the embedded single node's. In a cluster the journal must
+ * outlive the node that runs the bridge (the next processing-lease holder takes the session
+ * over), so there it is kept in JetStream (./journal-jetstream.ts); both implement `Journal`
+ * and share the in-memory part (`JournalMemory`).
  */
 import { createHash } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -43,29 +48,23 @@ export function journalPath(dir: string, bridge: string, url: string, clientId: 
   return join(dir, `${bridge}-${session}.journal`);
 }
 
-export class RedeliveryJournal {
-  private readonly entries = new Map<number, Live>();
-  private fh?: FileHandle;
-  private lines = 0;
-  /** Serialises writes and compactions. */
-  private tail: Promise<void> = Promise.resolve();
+/** What the bridge needs of a redelivery journal (file: this module; cluster: ./journal-jetstream.ts). */
+export interface Journal {
+  /** Loads the entries of earlier runs (they count as `previousRun`); called before the bridge subscribes. */
+  open(): Promise<void>;
+  get(packetId: number): (JournalEntry & { previousRun: boolean; acked: boolean }) | undefined;
+  assign(packetId: number, entry: JournalEntry): void;
+  acked(packetId: number, messageId: string): void;
+  /** Resolves once the batch is durable (before the batch's log append). */
+  persist(batch: Array<{ packetId: number } & JournalEntry>): Promise<void>;
+  close(): Promise<void>;
+  /** Closes and deletes the journal (the bridge was deleted). */
+  remove(): Promise<void>;
+}
 
-  constructor(private readonly path: string) {}
-
-  async open(): Promise<void> {
-    await mkdir(join(this.path, '..'), { recursive: true });
-    let text = '';
-    try { text = await readFile(this.path, 'utf8'); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      let e: { p: number; h: string; id: string; t: number };
-      try { e = JSON.parse(line); } catch { continue; }
-      if (typeof e.p !== 'number' || typeof e.h !== 'string' || typeof e.id !== 'string' || typeof e.t !== 'number') continue;
-      this.entries.set(e.p, { hash: e.h, messageId: e.id, receiveTime: e.t, previousRun: true, acked: false });
-      this.lines++;
-    }
-    this.fh = await open(this.path, 'a');
-  }
+/** The in-memory side of a journal: the last entry per packet id, and whether it was acknowledged in this run. */
+export abstract class JournalMemory {
+  protected readonly entries = new Map<number, Live>();
 
   /** The entry of a packet id, if any. */
   get(packetId: number): (JournalEntry & { previousRun: boolean; acked: boolean }) | undefined {
@@ -81,6 +80,35 @@ export class RedeliveryJournal {
   acked(packetId: number, messageId: string): void {
     const e = this.entries.get(packetId);
     if (e && e.messageId === messageId) e.acked = true;
+  }
+
+  /** An entry read back from storage at open: it may belong to a message logged before a crash. */
+  protected loaded(packetId: number, entry: JournalEntry): void {
+    this.entries.set(packetId, { ...entry, previousRun: true, acked: false });
+  }
+}
+
+export class RedeliveryJournal extends JournalMemory implements Journal {
+  private fh?: FileHandle;
+  private lines = 0;
+  /** Serialises writes and compactions. */
+  private tail: Promise<void> = Promise.resolve();
+
+  constructor(private readonly path: string) { super(); }
+
+  async open(): Promise<void> {
+    await mkdir(join(this.path, '..'), { recursive: true });
+    let text = '';
+    try { text = await readFile(this.path, 'utf8'); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; }
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      let e: { p: number; h: string; id: string; t: number };
+      try { e = JSON.parse(line); } catch { continue; }
+      if (typeof e.p !== 'number' || typeof e.h !== 'string' || typeof e.id !== 'string' || typeof e.t !== 'number') continue;
+      this.loaded(e.p, { hash: e.h, messageId: e.id, receiveTime: e.t });
+      this.lines++;
+    }
+    this.fh = await open(this.path, 'a');
   }
 
   /** Writes entries and makes them durable; resolves once fdatasync returned. */
