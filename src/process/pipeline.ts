@@ -57,6 +57,10 @@ export interface PipelineOptions {
   onStored?: (write: WriteBatch) => void;
   /** Message-id de-duplication window, ms (0: off; stores stay idempotent on replays either way). */
   dedupWindowMs?: number;
+  /** Most message ids the window holds (process.dedupMaxIds; oldest forgotten first). */
+  dedupMaxIds?: number;
+  /** Most keys whose last stored value same-value suppression remembers (process.suppressMaxKeys). */
+  suppressMaxKeys?: number;
   /** Back-off and give-up of transient store failures (process.retry*). */
   retry?: Partial<RetryPolicy>;
   /** How long project settings are cached, ms (5 s). */
@@ -103,14 +107,15 @@ export class Pipeline {
   private readonly windowMs: number;
   private readonly retry: RetryPolicy;
   private readonly settings: ProjectSettingsCache;
-  private readonly sameValue = new SameValueFilter();
+  private readonly sameValue: SameValueFilter;
   private readonly duplicates: Counter<'tenant'>;
   private readonly suppressed: Counter<'tenant'>;
   private readonly retries: Counter<never>;
 
   constructor(private readonly opts: PipelineOptions) {
     this.windowMs = opts.dedupWindowMs ?? 0;
-    if (this.windowMs > 0) this.dedup = new DedupWindow(this.windowMs);
+    if (this.windowMs > 0) this.dedup = new DedupWindow(this.windowMs, opts.dedupMaxIds);
+    this.sameValue = new SameValueFilter(opts.suppressMaxKeys);
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.settings = new ProjectSettingsCache(opts.store, opts.settingsTtlMs);
     const registry = opts.metrics.registry;
@@ -120,7 +125,11 @@ export class Pipeline {
     const name = 'fluxgate_dedup_window_ids';
     if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
     const dedup = this.dedup;
-    new Gauge({ name, help: 'Message ids held by the de-duplication window of this node\'s processing.', registers: [registry], collect() { this.set(dedup?.size ?? 0); } });
+    new Gauge({ name, help: 'Message ids held by the de-duplication window of this node\'s processing (at most process.dedupMaxIds).', registers: [registry], collect() { this.set(dedup?.size ?? 0); } });
+    const keys = 'fluxgate_suppress_keys';
+    if (registry.getSingleMetric(keys)) registry.removeSingleMetric(keys);
+    const sameValue = this.sameValue;
+    new Gauge({ name: keys, help: 'Keys whose last stored value same-value suppression remembers (at most process.suppressMaxKeys).', registers: [registry], collect() { this.set(sameValue.size); } });
   }
 
   start(): void {

@@ -21,6 +21,11 @@ export class SameValueFilter {
 
   constructor(private readonly maxKeys = 1_000_000) {}
 
+  /** Keys remembered (at most maxKeys). */
+  get size(): number {
+    return this.last.size;
+  }
+
   /** A decision pass over one batch; `commit()` it once the batch is stored. */
   begin(): SuppressionPass {
     return new SuppressionPass(this);

@@ -85,7 +85,7 @@ export class Broker {
     const dir = join(opts.dataDir, 'mqtt');
     this.retained = new RetainedStore(dir);
     this.store = new SessionStore(dir);
-    this.ingest = new IngestBatcher(opts.log, 4096, () => this.checkPressure());
+    this.ingest = new IngestBatcher(opts.log, 4096, () => this.checkPressure(), opts.metrics.registry);
   }
 
   /** Loads retained messages and persistent sessions from <dataDir>/mqtt/. */

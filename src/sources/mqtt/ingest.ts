@@ -3,7 +3,12 @@
  * event-loop turn go to the log as one `append` call, so many publishers share one fdatasync.
  * Each message's waiter is told once its batch is durable (or failed); only then does the
  * connection send PUBACK/PUBREC. Several batches may be in flight at once.
+ *
+ * Bounded by its callers, not here: a connection stops reading its socket once
+ * mqtt.receiveMaximum of its messages wait for the log, so at most connections ×
+ * receiveMaximum messages are queued or in flight (`fluxgate_mqtt_ingest_queue_messages`).
  */
+import { Gauge, type Registry } from 'prom-client';
 import type { Envelope } from '../../core/envelope.js';
 import type { Log } from '../../log/log.js';
 
@@ -17,9 +22,23 @@ export class IngestBatcher {
   private waiters: DurableWaiter[] = [];
   private scheduled = false;
   private inflight = 0;
+  /** Messages of the appends in flight. */
+  private inflightMessages = 0;
   private idleWaiters: Array<() => void> = [];
 
-  constructor(private readonly log: Log, private readonly maxBatch = 4096, private readonly beforeAppend?: () => void) {}
+  constructor(private readonly log: Log, private readonly maxBatch = 4096, private readonly beforeAppend?: () => void, registry?: Registry) {
+    if (!registry) return;
+    const name = 'fluxgate_mqtt_ingest_queue_messages';
+    // A broker restarted on the same registry (tests) takes the series over.
+    if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+    const self = this;
+    new Gauge({ name, help: 'MQTT device messages waiting for the log: gathered for the next append, or in an append not yet durable (at most connections × mqtt.receiveMaximum).', registers: [registry], collect() { this.set(self.queuedMessages); } });
+  }
+
+  /** Messages gathered for the next append or in an append not yet durable. */
+  get queuedMessages(): number {
+    return this.envelopes.length + this.inflightMessages;
+  }
 
   get pending(): number {
     return this.envelopes.length + this.inflight;
@@ -44,6 +63,7 @@ export class IngestBatcher {
     this.envelopes = [];
     this.waiters = [];
     this.inflight++;
+    this.inflightMessages += batch.length;
     this.beforeAppend?.();
     let appended: Promise<void>;
     try {
@@ -61,6 +81,7 @@ export class IngestBatcher {
       },
     ).finally(() => {
       this.inflight--;
+      this.inflightMessages -= batch.length;
       if (this.inflight === 0 && this.envelopes.length === 0) for (const w of this.idleWaiters.splice(0)) w();
     });
   }
