@@ -67,7 +67,7 @@ function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Lo
 }
 
 function createStore(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Store {
-  if (config.store.backend === 'embedded') return createEmbeddedStore({ dir: join(dataDir, 'store'), metrics, logger: logger.child({ component: 'store' }) });
+  if (config.store.backend === 'embedded') return createEmbeddedStore({ dir: join(dataDir, 'store'), cacheBytes: config.store.cacheBytes, metrics, logger: logger.child({ component: 'store' }) });
   if (/^postgres(ql)?:\/\//.test(config.store.backend)) return createPostgresStore({ url: config.store.backend, schema: config.store.schema, metrics, logger: logger.child({ component: 'store' }) });
   throw new FluxgateError('CONFIG_INVALID', `store.backend ${JSON.stringify(config.store.backend)} (--store, FLUXGATE_STORE) is not understood: use "embedded" or postgres://user@host:5432/db`);
 }
@@ -133,7 +133,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       const relay = await relayLiveOverNats(hub, natsServers, logger.child({ component: 'live' }));
       cleanups.push(() => relay.close());
     }
-    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs,
+    const pipeline = new Pipeline({ log, store, metrics, logger: logger.child({ component: 'process' }), batchSize: config.process.batchSize, dedupWindowMs: config.process.dedupWindowMs, dedupMaxIds: config.process.dedupMaxIds, suppressMaxKeys: config.process.suppressMaxKeys,
       retry: { maxAttempts: config.process.retryMaxAttempts, baseMs: config.process.retryBaseMs, maxMs: config.process.retryMaxMs }, onStored: (write) => hub.publishPoints(write.points) });
     // With a nats:// log, only the node holding the processing lease runs the pipeline (src/cluster/process-lease.ts).
     const processing = config.process.enabled ? await startProcessing(config, pipeline, logger.child({ component: 'cluster' }), log) : undefined;
@@ -158,6 +158,8 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
       configured: config.bridges, log, store, metrics, logger: logger.child({ component: 'bridge' }), dataDir, templates, onDurable: routeToSubscribers,
       active: clustered ? () => lease?.state === 'leader' : undefined,
       standbyDetail,
+      // Their redelivery journals then live in JetStream, so the next lease holder has them after a crash.
+      cluster: clustered ? { servers: natsServers, replicas: config.log.replicas } : undefined,
     });
     const app = await createApiServer({
       logger, log, store, deviceAuth, adminKey: admin.key, metrics, version: VERSION, hub, admission, commands: mqtt, templates,

@@ -7,11 +7,16 @@
  * it received; errors keep their FluxgateError code across the boundary. `close()` waits for
  * calls in flight, closes both connections and lets the workers exit; calls after it (or
  * before `open()`) reject with STORE_UNAVAILABLE.
+ *
+ * Memory: at most `maxQueuedRequests` calls per worker are sent and unanswered; later callers
+ * wait their turn in order (backpressure, nothing is dropped). Each worker reports its heap
+ * and what its SQLite connection and in-memory maps hold every few seconds; both are gauges
+ * (`fluxgate_store_queue_requests{role,state}`, `fluxgate_store_worker_*`).
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Histogram } from 'prom-client';
+import { Gauge, Histogram, type Registry } from 'prom-client';
 import { FluxgateError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -27,9 +32,18 @@ export interface EmbeddedStoreOptions {
   dir: string;
   metrics?: Metrics;
   logger?: Logger;
+  /** SQLite page cache per connection (two connections: writer and reader), bytes; default ./schema.ts DEFAULT_CACHE_BYTES. */
+  cacheBytes?: number;
+  /** Calls sent to one worker and not yet answered before further callers wait (default 1,024). */
+  maxQueuedRequests?: number;
 }
 
-interface Pending { resolve: (v: unknown) => void; reject: (e: unknown) => void }
+interface Pending { resolve: (v: unknown) => void; reject: (e: unknown) => void; role: Role }
+
+/** A call accepted but not yet sent: its worker had `maxQueuedRequests` unanswered. */
+interface Waiting { send: () => void; reject: (e: unknown) => void }
+
+type MemoryReport = Extract<WorkerEvent, { event: 'memory' }>;
 
 /** How the worker is started: from sources through tsx, or compiled JavaScript directly. */
 function workerEntry(): { url: URL; entry?: string } {
@@ -55,9 +69,16 @@ export class EmbeddedStore implements Store {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly compaction: Histogram | undefined;
+  private readonly maxQueued: number;
+  /** Per worker: calls sent and unanswered, and callers waiting to send (in call order). */
+  private readonly inFlight: Record<Role, number> = { writer: 0, reader: 0 };
+  private readonly waiting: Record<Role, Waiting[]> = { writer: [], reader: [] };
+  private readonly memory = new Map<Role, MemoryReport>();
 
   constructor(private readonly opts: EmbeddedStoreOptions) {
+    this.maxQueued = Math.max(1, opts.maxQueuedRequests ?? 1024);
     const registry = opts.metrics?.registry;
+    if (registry) this.registerGauges(registry);
     const name = 'fluxgate_store_compaction_seconds';
     this.compaction = registry && ((registry.getSingleMetric(name) as Histogram | undefined) ?? new Histogram({
       name, help: 'Time to move staged points into the series-ordered table of the embedded store.',
@@ -162,16 +183,60 @@ export class EmbeddedStore implements Store {
     if (this.state !== 'open' && !(closing && this.state === 'closing')) {
       return Promise.reject(new FluxgateError('STORE_UNAVAILABLE', this.state === 'failed' ? `embedded store failed: ${this.failure}` : `embedded store is ${this.state === 'new' ? 'not open' : this.state}`));
     }
-    const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.workers.get(role)!.postMessage({ id, op, args }, transfer);
+      const send = () => {
+        const id = this.nextId++;
+        this.inFlight[role]++;
+        this.pending.set(id, { resolve, reject, role });
+        this.workers.get(role)!.postMessage({ id, op, args }, transfer);
+      };
+      // Behind callers already waiting too, so calls reach the worker in call order.
+      if (this.inFlight[role] < this.maxQueued && this.waiting[role].length === 0) send();
+      else this.waiting[role].push({ send, reject });
+    });
+  }
+
+  /** A worker answered one call: the next waiting caller may send. */
+  private answered(role: Role): void {
+    this.inFlight[role]--;
+    const next = this.waiting[role].shift();
+    next?.send();
+  }
+
+  /** Calls sent to a worker and unanswered, and callers waiting to send (tests and metrics). */
+  queued(role: Role): { inFlight: number; waiting: number } {
+    return { inFlight: this.inFlight[role], waiting: this.waiting[role].length };
+  }
+
+  /** The last memory report of each worker (bench/memory-overload.ts, metrics). */
+  memoryReports(): Partial<Record<Role, MemoryReport>> {
+    return Object.fromEntries(this.memory);
+  }
+
+  private registerGauges(registry: Registry): void {
+    const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge<string>) => void) => {
+      // One node per registry; a store reopened on the same registry (tests) takes the series over.
+      if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+      new Gauge({ name, help, labelNames, registers: [registry], collect() { this.reset(); collect(this); } });
+    };
+    const roles: Role[] = ['writer', 'reader'];
+    gauge('fluxgate_store_queue_requests', 'Embedded store calls per worker: sent and unanswered (state="in_flight", at most 1,024), or waiting for their turn to be sent (state="waiting").', ['role', 'state'], (g) => {
+      for (const r of roles) { g.set({ role: r, state: 'in_flight' }, this.inFlight[r]); g.set({ role: r, state: 'waiting' }, this.waiting[r].length); }
+    });
+    const report = (g: Gauge<string>, pick: (m: MemoryReport) => number) => { for (const [r, m] of this.memory) g.set({ role: r }, pick(m)); };
+    gauge('fluxgate_store_worker_heap_used_bytes', 'V8 heap in use of each embedded store worker thread (last report, every 5 s).', ['role'], (g) => report(g, (m) => m.heapUsedBytes));
+    gauge('fluxgate_store_worker_heap_total_bytes', 'V8 heap reserved by each embedded store worker thread.', ['role'], (g) => report(g, (m) => m.heapTotalBytes));
+    gauge('fluxgate_store_worker_external_bytes', 'Memory outside the V8 heap held by JS objects of each embedded store worker thread (buffers).', ['role'], (g) => report(g, (m) => m.externalBytes));
+    gauge('fluxgate_store_sqlite_cache_limit_bytes', 'SQLite page cache ceiling of each embedded store connection (store.cacheBytes); it fills up to the smaller of this and the database size.', ['role'], (g) => report(g, (m) => m.store.cacheLimitBytes));
+    gauge('fluxgate_store_file_bytes', 'Size of the embedded store database file (page_count × page_size), as each connection sees it.', ['role'], (g) => report(g, (m) => m.store.fileBytes));
+    gauge('fluxgate_store_cached_entries', 'Entries of the embedded store workers\' in-memory maps: names (interned tenants, projects, devices, keys), series (known to have latest state), pending_latest and pending_rollups (since the last compaction), rollup_series, staged_rows (rows awaiting compaction, on disk).', ['role', 'map'], (g) => {
+      for (const [r, m] of this.memory) for (const [k, v] of Object.entries(m.store.entries)) g.set({ role: r, map: k }, v);
     });
   }
 
   private start(role: Role): Promise<Worker> {
     const { url, entry } = workerEntry();
-    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry, role } });
+    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry, role, cacheBytes: this.opts.cacheBytes } });
     return new Promise<Worker>((resolve, reject) => {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store ${role} exited during open (code ${code})`)));
@@ -184,6 +249,8 @@ export class EmbeddedStore implements Store {
             // A file SQLite may not create or write is the operator's to fix: name the directory.
             const dirProblem = /^SQLITE_(CANTOPEN|READONLY|PERM|FULL)/.test(m.error.sqlite ?? '');
             reject(new FluxgateError(dirProblem ? 'DATA_DIR_UNUSABLE' : 'STORE_UNAVAILABLE', `embedded store cannot open ${join(this.opts.dir, 'store.db')}: ${m.error.message}`, { cause: fromWireError(m.error) }));
+          } else if (m.event === 'memory') {
+            this.memory.set(role, m);
           } else if (m.event === 'compacted') {
             this.compaction?.observe(m.seconds);
             this.opts.logger?.debug({ rows: m.rows, seconds: m.seconds }, 'embedded store compacted staged rows');
@@ -195,6 +262,7 @@ export class EmbeddedStore implements Store {
         const p = this.pending.get(m.id);
         if (!p) return;
         this.pending.delete(m.id);
+        this.answered(p.role);
         if (m.ok) p.resolve(m.value);
         else p.reject(fromWireError(m.error));
       });
@@ -208,8 +276,13 @@ export class EmbeddedStore implements Store {
       this.state = 'failed';
       this.failure = reason;
       this.opts.logger?.error({ reason }, 'embedded store worker stopped');
-      for (const p of this.pending.values()) p.reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store failed: ${reason}`));
+      const failed = new FluxgateError('STORE_UNAVAILABLE', `embedded store failed: ${reason}`);
+      for (const p of this.pending.values()) p.reject(failed);
       this.pending.clear();
+      for (const r of ['writer', 'reader'] as const) {
+        for (const w of this.waiting[r].splice(0)) w.reject(failed);
+        this.inFlight[r] = 0;
+      }
       // The other worker would hold the file open for nothing.
       for (const w of this.workers.values()) if (w !== worker) void w.terminate();
     };

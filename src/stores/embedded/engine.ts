@@ -15,7 +15,18 @@ import { SeenReader } from './seen.js';
 import { RollupReader } from './rollups.js';
 import { Tenants } from './tenants.js';
 import { openDatabase, type Db } from './schema.js';
-import { COMPACT_ROWS, Writer } from './write.js';
+import { COMPACT_ROWS, MAX_PENDING_SERIES, Writer, type MemoryLimits } from './write.js';
+
+export interface StoreMemory {
+  /** SQLite's page cache ceiling of this connection (PRAGMA cache_size), bytes. */
+  cacheLimitBytes: number;
+  /** The database file's size (page_count × page_size), bytes: the cache never holds more. */
+  fileBytes: number;
+  /** Memory-mapped I/O limit (PRAGMA mmap_size), bytes; 0 = none. */
+  mmapBytes: number;
+  /** Entries of the engine's in-memory maps, by name. */
+  entries: Record<string, number>;
+}
 
 export class Engine {
   readonly db: Db;
@@ -29,14 +40,16 @@ export class Engine {
   private readonly rollupReader: RollupReader;
   private readonly retention: Retention | undefined;
   private readonly seen: SeenReader;
+  private readonly maxPendingSeries: number;
 
-  /** A read-only engine (the store's reader worker) refuses writes. */
-  constructor(file: string, opts: { readonly?: boolean } = {}) {
+  /** A read-only engine (the store's reader worker) refuses writes. `cacheBytes`: SQLite's page cache of this connection. */
+  constructor(file: string, opts: { readonly?: boolean; cacheBytes?: number; limits?: MemoryLimits } = {}) {
     this.db = openDatabase(file, opts);
-    const names = this.names = new Names(this.db);
+    this.maxPendingSeries = opts.limits?.pendingSeries ?? MAX_PENDING_SERIES;
+    const names = this.names = new Names(this.db, opts.limits?.names);
     this.rollupReader = new RollupReader(this.db, names);
     if (!opts.readonly) {
-      this.writerPart = new Writer(this.db, names);
+      this.writerPart = new Writer(this.db, names, opts.limits);
       this.retention = new Retention(this.db, names, this.writerPart);
     }
     this.seen = new SeenReader(this.db, names);
@@ -98,9 +111,31 @@ export class Engine {
   }
   /* eslint-enable @typescript-eslint/no-explicit-any */
 
-  /** True when enough rows are staged that a compaction pays for itself. */
+  /** True when enough rows are staged that a compaction pays for itself, or enough series hold pending state in memory. */
   shouldCompact(): boolean {
-    return this.writer.stagedRows >= COMPACT_ROWS;
+    return this.writer.stagedRows >= COMPACT_ROWS || this.writer.pending.size >= this.maxPendingSeries;
+  }
+
+  /**
+   * What this connection holds in memory besides the thread's JS heap: SQLite's page cache
+   * ceiling (better-sqlite3 does not expose what is in use; it is at most the file's size), and
+   * the entries of the in-memory maps (interned names, known series, pending latest state and
+   * roll-ups since the last compaction, per-series compaction bounds).
+   */
+  memory(): StoreMemory {
+    const pragma = (name: string) => Number(this.db.pragma(name, { simple: true }));
+    const pageSize = pragma('page_size');
+    const cacheSize = pragma('cache_size');
+    const w = this.writerPart;
+    return {
+      cacheLimitBytes: cacheSize < 0 ? -cacheSize * 1024 : cacheSize * pageSize,
+      fileBytes: pragma('page_count') * pageSize,
+      mmapBytes: pragma('mmap_size'),
+      entries: {
+        names: this.names.cached,
+        ...(w ? { series: w.seriesKnown, pending_latest: w.pending.size, pending_rollups: w.rollups.size, rollup_series: w.rollups.seriesTracked, staged_rows: w.stagedRows } : {}),
+      },
+    };
   }
 
   close(): void {

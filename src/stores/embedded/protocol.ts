@@ -5,6 +5,7 @@
  * A write batch travels in the shape of ./wire.ts.
  */
 import { ERRORS, FluxgateError, type ErrorCode } from '../../core/errors.js';
+import type { StoreMemory } from './engine.js';
 
 export type Op =
   | 'writeBatch' | 'latest' | 'range' | 'aggregate' | 'messages' | 'deadLetters' | 'deleteDeadLetters' | 'deleteBefore'
@@ -27,7 +28,9 @@ export type WorkerEvent =
   | { event: 'ready' }
   | { event: 'open-failed'; error: WireError }
   | { event: 'compacted'; rows: number; seconds: number }
-  | { event: 'compact-failed'; error: WireError };
+  | { event: 'compact-failed'; error: WireError }
+  /** Every few seconds: the thread's V8 heap and what its engine holds (./engine.ts StoreMemory). */
+  | { event: 'memory'; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number; mallocedBytes: number; store: StoreMemory };
 
 export function toWireError(err: unknown): WireError {
   if (err instanceof FluxgateError) return { code: err.code, message: err.message, details: err.details };

@@ -28,6 +28,8 @@ const ROWS_PER_STATEMENT = 100;
 const DELETE_CHUNK = 5_000;
 const RESOLUTIONS = ['1m', '1h'] as const;
 const MINUTE = 60_000;
+/** Series whose compacted upper bound is remembered; past it the map starts over at a compaction (a forgotten one costs one indexed max() read). */
+export const MAX_TRACKED_SERIES = 1_000_000;
 const HOUR = 3_600_000;
 
 /** A staged point `points` does not hold yet (a replay of a compacted point is skipped). */
@@ -73,6 +75,7 @@ export class RollupWriter {
   private lastKeys: Map<number, SeriesFold> | undefined;
   /** Per series (device id → key id), an upper bound of the device times in `points`. */
   private readonly compactedMax = new Map<number, Map<number, number>>();
+  private tracked = 0;
   private readonly upserts: Record<Resolution, { many: Statement<unknown[]>; one: Statement<unknown[]> }>;
   private readonly replace: Record<Resolution, Statement<unknown[]>>;
   /** One parameter buffer per resolution. */
@@ -82,7 +85,7 @@ export class RollupWriter {
   private readonly series;
   private readonly deleteSeries: Record<Resolution, Statement<unknown[]>>;
 
-  constructor(private readonly db: Db) {
+  constructor(private readonly db: Db, private readonly maxTracked = MAX_TRACKED_SERIES) {
     this.stagedRows = db.prepare('SELECT tenant_id, device_id, key_id, ts FROM points_recent').raw();
     this.seriesMax = db.prepare('SELECT max(ts) FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ?').pluck();
     this.bucketRows = db.prepare('SELECT ts, message_id, v FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts >= ? AND ts < ?').raw();
@@ -183,9 +186,15 @@ export class RollupWriter {
 
   /** The compaction committed: `points` holds every staged point; pending state starts over. */
   compacted(): void {
+    // Only here, with nothing pending: a series seen next reads its bound from `points`, which now holds everything.
+    if (this.tracked > this.maxTracked) {
+      this.compactedMax.clear();
+      this.tracked = 0;
+    }
     for (const f of this.order) {
       let keys = this.compactedMax.get(f.d);
       if (!keys) this.compactedMax.set(f.d, keys = new Map());
+      if (!keys.has(f.k)) this.tracked++;
       keys.set(f.k, Math.max(f.compacted, f.stagedMax));
     }
     this.pending.clear();
@@ -197,6 +206,11 @@ export class RollupWriter {
   /** Buckets pending (tests and metrics). */
   get size(): number {
     return this.order.length;
+  }
+
+  /** Series whose compacted upper bound is held in memory (metrics). */
+  get seriesTracked(): number {
+    return this.tracked;
   }
 
   private fold(t: number, d: number, k: number): SeriesFold {
@@ -212,6 +226,7 @@ export class RollupWriter {
         compacted = (this.seriesMax.get(t, d, k) as number | null) ?? -Infinity;
         let known = this.compactedMax.get(d);
         if (!known) this.compactedMax.set(d, known = new Map());
+        if (!known.has(k)) this.tracked++;
         known.set(k, compacted);
       }
       f = { t, d, k, compacted, stagedMax: -Infinity, buckets: { '1m': new Map(), '1h': new Map() }, dirty: { '1m': new Set(), '1h': new Set() },

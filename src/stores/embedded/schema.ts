@@ -118,14 +118,21 @@ const MIGRATIONS: string[] = [
   SEEN_MIGRATION,
 ];
 
+/** SQLite page cache of one connection when no size is given, bytes (store.cacheBytes: 64 MiB). */
+export const DEFAULT_CACHE_BYTES = 64 * 2 ** 20;
+
 /**
  * Opens (creating if needed) the store file and migrates it to the current schema; with
  * `readonly`, opens a reading connection to a file the writer has already migrated.
  */
-export function openDatabase(file: string, opts: { readonly?: boolean } = {}): Db {
+export function openDatabase(file: string, opts: { readonly?: boolean; cacheBytes?: number } = {}): Db {
   const db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
   try {
-    db.pragma('cache_size = -262144'); // 256 MiB at most; a ceiling, not an allocation
+    // A ceiling, not an allocation: SQLite fills it as pages are read and keeps it full (it is
+    // the connection's largest share of memory). Negative = KiB. No memory-mapped I/O (mmap_size
+    // stays 0), so the file's pages count only here and in the OS page cache.
+    db.pragma(`cache_size = -${Math.max(1, Math.round((opts.cacheBytes ?? DEFAULT_CACHE_BYTES) / 1024))}`);
+    db.pragma('mmap_size = 0');
     db.pragma('temp_store = MEMORY');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {

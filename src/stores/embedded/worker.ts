@@ -6,6 +6,7 @@
  * between, so requests that arrive meanwhile run between its chunks.
  */
 import { setPriority } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Engine } from './engine.js';
 import { toWireError, type Request, type Response, type WorkerEvent } from './protocol.js';
@@ -13,10 +14,12 @@ import { toWireError, type Request, type Response, type WorkerEvent } from './pr
 /** Compact staged points once writes have paused this long, or at least this often while any wait. */
 const IDLE_COMPACT_MS = 1_000;
 const MAX_STAGE_MS = 10_000;
+/** How often the thread reports its memory to the main thread (metrics `fluxgate_store_worker_*`). */
+const MEMORY_REPORT_MS = 5_000;
 
 if (!parentPort) throw new Error('embedded store worker must run in a worker thread');
 const port = parentPort;
-const { file, role } = workerData as { file: string; role: 'writer' | 'reader' };
+const { file, role, cacheBytes } = workerData as { file: string; role: 'writer' | 'reader'; cacheBytes?: number };
 
 // The writer's long transactions and compactions must not hold the CPU from the main thread
 // (ingest, acknowledgements) and the reader (REST reads): on Linux, pid 0 is this thread.
@@ -26,7 +29,7 @@ if (role === 'writer') {
 
 function openEngine(): Engine | undefined {
   try {
-    return new Engine(file, { readonly: role === 'reader' });
+    return new Engine(file, { readonly: role === 'reader', cacheBytes });
   } catch (err) {
     // Reported as a message so open() rejects with the reason; the thread then ends quietly.
     port.postMessage({ event: 'open-failed', error: toWireError(err) } satisfies WorkerEvent);
@@ -69,6 +72,15 @@ function serve(engine: Engine): void {
     port.postMessage(m);
   }
 
+  // Between requests (a long transaction delays it; the main thread keeps the last report).
+  function reportMemory(): void {
+    if (closed) return;
+    const h = getHeapStatistics();
+    post({ event: 'memory', heapUsedBytes: h.used_heap_size, heapTotalBytes: h.total_heap_size, externalBytes: h.external_memory, mallocedBytes: h.malloced_memory, store: engine.memory() });
+  }
+  const memoryTimer = setInterval(reportMemory, MEMORY_REPORT_MS);
+  memoryTimer.unref();
+
   /** Steps a purge one chunk at a time; requests that arrive meanwhile run between chunks. */
   async function purge(req: Request): Promise<void> {
     try {
@@ -87,6 +99,7 @@ function serve(engine: Engine): void {
   async function close(req: Request): Promise<void> {
     closed = true;
     clearInterval(timer);
+    clearInterval(memoryTimer);
     await Promise.all(purges);
     try {
       engine.close();
@@ -136,4 +149,5 @@ function serve(engine: Engine): void {
     }
   });
   post({ event: 'ready' });
+  reportMemory();
 }

@@ -15,6 +15,18 @@ import { decodeRecords, VALUE_BOOLEAN, VALUE_NUMBER, type WireBatch } from './wi
 
 /** Rows per multi-row INSERT: fewer statement runs, well under SQLite's 32,766 parameters. */
 const ROWS_PER_STATEMENT = 100;
+/** Series the writer remembers as having a `latest` row; past it the set starts over (a forgotten series costs one INSERT OR IGNORE). */
+export const MAX_KNOWN_SERIES = 1_000_000;
+
+/**
+ * Series with pending latest state and roll-ups that trigger a compaction whatever the staged
+ * rows: each holds ~1.5 KB of the writer thread's heap until the compaction (a fleet sending
+ * snapshots of many keys reaches it before COMPACT_ROWS), so this bounds that state to ~150 MB.
+ */
+export const MAX_PENDING_SERIES = 100_000;
+
+/** Entries the engine's in-memory maps may hold (defaults: MAX_CACHED_NAMES, MAX_KNOWN_SERIES, MAX_TRACKED_SERIES, MAX_PENDING_SERIES). */
+export interface MemoryLimits { names?: number; knownSeries?: number; trackedSeries?: number; pendingSeries?: number }
 /** Staged rows that trigger a compaction: larger moves touch each series' page fewer times. */
 export const COMPACT_ROWS = 250_000;
 
@@ -31,8 +43,9 @@ export class Writer {
   private readonly upsertLatestMany;
   private readonly upsertLatestOne;
   private readonly insertSeries;
-  /** Series known to have a `latest` row: device id → key ids. */
+  /** Series known to have a `latest` row: device id → key ids (at most MAX_KNOWN_SERIES). */
   private readonly knownSeries = new Map<number, Set<number>>();
+  private knownCount = 0;
   private readonly insertMessage;
   private readonly insertDeadLetter;
   readonly seen: SeenWriter;
@@ -42,8 +55,9 @@ export class Writer {
   private readonly compactTx;
   readonly rollups: RollupWriter;
 
-  constructor(private readonly db: Db, private readonly names: Names) {
-    this.rollups = new RollupWriter(db);
+  /** `limits`: bounds of the in-memory maps (tests lower them). */
+  constructor(private readonly db: Db, private readonly names: Names, private readonly limits: MemoryLimits = {}) {
+    this.rollups = new RollupWriter(db, limits.trackedSeries);
     const insertPoints = (n: number) => db.prepare(`INSERT OR IGNORE INTO points_recent
       (tenant_id, device_id, key_id, ts, message_id, project_id, v) VALUES ${rows(n, POINT_COLS)}`);
     this.insertPoints = insertPoints(ROWS_PER_STATEMENT);
@@ -76,6 +90,11 @@ export class Writer {
     // After a crash, the latest state of staged points exists only in points_recent.
     const staged = db.prepare('SELECT tenant_id, device_id, key_id, ts, message_id, v FROM points_recent').raw();
     for (const [t, d, k, ts, m, v] of staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) this.pending.offer(t, d, k, ts, m, v);
+  }
+
+  /** Series known to have a `latest` row, held in memory (metrics). */
+  get seriesKnown(): number {
+    return this.knownCount;
   }
 
   /** Writes one batch atomically. */
@@ -175,10 +194,14 @@ export class Writer {
     // Pending latest state and counters change only once the points are committed.
     return () => {
       this.stagedRows += staged;
+      if (this.knownCount + newSeries.length > (this.limits.knownSeries ?? MAX_KNOWN_SERIES)) {
+        this.knownSeries.clear();
+        this.knownCount = 0;
+      }
       for (const [deviceId, keyId] of newSeries) {
         let keys = this.knownSeries.get(deviceId);
         if (!keys) this.knownSeries.set(deviceId, keys = new Set());
-        keys.add(keyId);
+        if (!keys.has(keyId)) { keys.add(keyId); this.knownCount++; }
       }
       for (let i = 0; i < n; i++) {
         const r = i * 4;
