@@ -67,7 +67,7 @@ function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Lo
 }
 
 function createStore(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Store {
-  if (config.store.backend === 'embedded') return createEmbeddedStore({ dir: join(dataDir, 'store'), cacheBytes: config.store.cacheBytes, metrics, logger: logger.child({ component: 'store' }) });
+  if (config.store.backend === 'embedded') return createEmbeddedStore({ dir: join(dataDir, 'store'), cacheBytes: config.store.cacheBytes, workerHeapBytes: config.store.workerHeapBytes || undefined, metrics, logger: logger.child({ component: 'store' }) });
   if (/^postgres(ql)?:\/\//.test(config.store.backend)) return createPostgresStore({ url: config.store.backend, schema: config.store.schema, metrics, logger: logger.child({ component: 'store' }) });
   throw new FluxgateError('CONFIG_INVALID', `store.backend ${JSON.stringify(config.store.backend)} (--store, FLUXGATE_STORE) is not understood: use "embedded" or postgres://user@host:5432/db`);
 }

@@ -100,6 +100,7 @@ export const ConfigSchema = Type.Object({
     schema: Type.String({ default: 'fluxgate', minLength: 1, pattern: '^[a-z_][a-z0-9_]*$', description: 'PostgreSQL schema for the store tables (store.backend postgres://…); created if missing.' }),
     retentionIntervalMs: Type.Integer({ minimum: 1000, default: HOUR, description: 'How often retention runs, ms (1 hour).' }),
     cacheBytes: Type.Integer({ minimum: 1048576, default: 67108864, description: 'Embedded store: SQLite page cache of each of its two connections (writer and reader), bytes (64 MiB). It fills up to this as the database grows and stays full; the node\'s memory includes twice this. Larger speeds up compaction and reads of a large fleet.' }),
+    workerHeapBytes: Type.Integer({ minimum: 0, default: 0, description: 'Embedded store: V8 heap limit (old generation) of each of its two worker threads, bytes (0 = V8\'s default, a share of the machine\'s memory, which lets garbage pile up to several GiB under load). The writer\'s live data stays under ~600 MB with the built-in bounds; 1073741824 (1 GiB) keeps its heap near that. A worker that needs more stops and the store fails (/readyz says so).' }),
   }, { default: {} }),
   tenants: Type.Object({
     defaultMaxDevices: Type.Integer({ minimum: 0, default: 0, description: 'Devices a tenant may have, unless its own setting maxDevices says otherwise (0 = unlimited). More are refused with QUOTA_DEVICES.' }),
@@ -118,7 +119,7 @@ export const ConfigSchema = Type.Object({
   process: Type.Object({
     enabled: Type.Boolean({ default: true, description: 'Run processing (log → store) on this node. Off: the node only ingests and serves; messages wait in the log.' }),
     dedupWindowMs: Type.Integer({ minimum: 0, default: 600000, description: 'A message whose id was already stored within this many ms (by receive time) is dropped as a duplicate and counted (10 min; 0 = off). Covers retries without `ts`.' }),
-    dedupMaxIds: Type.Integer({ minimum: 1, default: 1000000, description: 'Most message ids the de-duplication window holds in memory (about 100-150 bytes each); past it the oldest are forgotten before process.dedupWindowMs ends (a retry without `ts` after that is stored again). Gauge fluxgate_dedup_window_ids.' }),
+    dedupMaxIds: Type.Integer({ minimum: 1, default: 1000000, description: 'Most message ids the de-duplication window holds in memory (100-300 bytes each, by id length); past it the oldest are forgotten before process.dedupWindowMs ends (a retry without `ts` after that is stored again). Gauge fluxgate_dedup_window_ids.' }),
     suppressMaxKeys: Type.Integer({ minimum: 1, default: 1000000, description: 'Most keys (tenant, device, key) whose last stored value same-value suppression remembers; past it the least recently stored are forgotten (their next point is stored as history). Gauge fluxgate_suppress_keys.' }),
     batchSize: Type.Integer({ minimum: 1, default: 5000, description: 'Records processing takes from the log per batch.' }),
     retryMaxAttempts: Type.Integer({ minimum: 0, default: 10, description: 'Attempts at a store write that fails transiently (store unreachable, timeout, busy) before its messages go to the dead-letter queue with reason "store write failed after N attempts" (replay them over REST). The log holds the batch meanwhile. 0: retry for ever.' }),

@@ -135,7 +135,7 @@ describe('embedded store memory', () => {
 
   it('publishes each worker\'s memory report as gauges', () => withDir(async (dir) => {
     const metrics = new Metrics({ defaultMetrics: false });
-    const store = new EmbeddedStore({ dir, cacheBytes: 4 * MiB, metrics });
+    const store = new EmbeddedStore({ dir, cacheBytes: 4 * MiB, workerHeapBytes: 256 * MiB, metrics });
     await store.open();
     try {
       await waitFor(() => store.memoryReports().writer && store.memoryReports().reader, { what: 'memory reports of both workers' });
@@ -144,6 +144,11 @@ describe('embedded store memory', () => {
       const heap = await metric(metrics, 'fluxgate_store_worker_heap_used_bytes', 'role="writer"');
       assert.ok(heap !== undefined && heap > 0, `writer heap ${heap}`);
       assert.ok((await metric(metrics, 'fluxgate_store_cached_entries', 'role="writer",map="names"')) !== undefined);
+      // The old generation is capped at 256 MiB; the limit V8 reports adds the young generation.
+      for (const role of ['writer', 'reader']) {
+        const limit = (await metric(metrics, 'fluxgate_store_worker_heap_limit_bytes', `role="${role}"`))!;
+        assert.ok(limit >= 256 * MiB && limit < 384 * MiB, `${role} heap limit ${limit / MiB} MiB`);
+      }
     } finally {
       await store.close();
     }

@@ -34,6 +34,12 @@ export interface EmbeddedStoreOptions {
   logger?: Logger;
   /** SQLite page cache per connection (two connections: writer and reader), bytes; default ./schema.ts DEFAULT_CACHE_BYTES. */
   cacheBytes?: number;
+  /**
+   * V8 old-generation limit of each worker thread, bytes (store.workerHeapBytes; 0 or absent:
+   * V8's default, a share of the machine's memory). The collector then keeps the heap under
+   * it; a worker whose live data passes it stops, and the store fails (/readyz says why).
+   */
+  workerHeapBytes?: number;
   /** Calls sent to one worker and not yet answered before further callers wait (default 1,024). */
   maxQueuedRequests?: number;
 }
@@ -226,6 +232,7 @@ export class EmbeddedStore implements Store {
     const report = (g: Gauge<string>, pick: (m: MemoryReport) => number) => { for (const [r, m] of this.memory) g.set({ role: r }, pick(m)); };
     gauge('fluxgate_store_worker_heap_used_bytes', 'V8 heap in use of each embedded store worker thread (last report, every 5 s).', ['role'], (g) => report(g, (m) => m.heapUsedBytes));
     gauge('fluxgate_store_worker_heap_total_bytes', 'V8 heap reserved by each embedded store worker thread.', ['role'], (g) => report(g, (m) => m.heapTotalBytes));
+    gauge('fluxgate_store_worker_heap_limit_bytes', 'V8 heap limit of each embedded store worker thread (store.workerHeapBytes, or V8\'s default).', ['role'], (g) => report(g, (m) => m.heapLimitBytes));
     gauge('fluxgate_store_worker_external_bytes', 'Memory outside the V8 heap held by JS objects of each embedded store worker thread (buffers).', ['role'], (g) => report(g, (m) => m.externalBytes));
     gauge('fluxgate_store_sqlite_cache_limit_bytes', 'SQLite page cache ceiling of each embedded store connection (store.cacheBytes); it fills up to the smaller of this and the database size.', ['role'], (g) => report(g, (m) => m.store.cacheLimitBytes));
     gauge('fluxgate_store_file_bytes', 'Size of the embedded store database file (page_count × page_size), as each connection sees it.', ['role'], (g) => report(g, (m) => m.store.fileBytes));
@@ -236,7 +243,8 @@ export class EmbeddedStore implements Store {
 
   private start(role: Role): Promise<Worker> {
     const { url, entry } = workerEntry();
-    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry, role, cacheBytes: this.opts.cacheBytes } });
+    const heap = this.opts.workerHeapBytes ? { resourceLimits: { maxOldGenerationSizeMb: Math.max(64, Math.round(this.opts.workerHeapBytes / 2 ** 20)) } } : {};
+    const worker = new Worker(url, { workerData: { file: join(this.opts.dir, 'store.db'), entry, role, cacheBytes: this.opts.cacheBytes }, ...heap });
     return new Promise<Worker>((resolve, reject) => {
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new FluxgateError('STORE_UNAVAILABLE', `embedded store ${role} exited during open (code ${code})`)));

@@ -30,7 +30,7 @@ export type WorkerEvent =
   | { event: 'compacted'; rows: number; seconds: number }
   | { event: 'compact-failed'; error: WireError }
   /** Every few seconds: the thread's V8 heap and what its engine holds (./engine.ts StoreMemory). */
-  | { event: 'memory'; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number; mallocedBytes: number; store: StoreMemory };
+  | { event: 'memory'; heapUsedBytes: number; heapTotalBytes: number; heapLimitBytes: number; externalBytes: number; mallocedBytes: number; store: StoreMemory };
 
 export function toWireError(err: unknown): WireError {
   if (err instanceof FluxgateError) return { code: err.code, message: err.message, details: err.details };

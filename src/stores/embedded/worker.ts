@@ -76,7 +76,7 @@ function serve(engine: Engine): void {
   function reportMemory(): void {
     if (closed) return;
     const h = getHeapStatistics();
-    post({ event: 'memory', heapUsedBytes: h.used_heap_size, heapTotalBytes: h.total_heap_size, externalBytes: h.external_memory, mallocedBytes: h.malloced_memory, store: engine.memory() });
+    post({ event: 'memory', heapUsedBytes: h.used_heap_size, heapTotalBytes: h.total_heap_size, heapLimitBytes: h.heap_size_limit, externalBytes: h.external_memory, mallocedBytes: h.malloced_memory, store: engine.memory() });
   }
   const memoryTimer = setInterval(reportMemory, MEMORY_REPORT_MS);
   memoryTimer.unref();
