@@ -48,7 +48,9 @@ try {
   if (created.status !== 201) throw new Error(JSON.stringify(created.body));
   await waitFor(async () => (await t.api('GET', '/api/v1/bridges/bench')).body.status.connected, { timeoutMs: 30_000 });
   // Warm-up: devices registered, caches filled.
-  for (let d = 0; d < 10; d++) await (await mqtt.connectAsync(broker.url)).publishAsync(`mtic/msg/client/realtime/bench/p/dev-${d}/up`, '{}', { qos: 1 });
+  const warm = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+  for (let d = 0; d < 10; d++) await warm.publishAsync(`mtic/msg/client/realtime/bench/p/dev-${d}/up`, '{}', { qos: 1 });
+  await warm.endAsync();
   await waitFor(async () => (await t.api('GET', '/api/v1/bridges/bench')).body.status.counters.acknowledged >= 10);
 
   const base = (await t.api('GET', '/api/v1/bridges/bench')).body.status.counters.acknowledged as number;

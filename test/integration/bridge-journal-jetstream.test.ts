@@ -2,8 +2,8 @@
  * @module The cluster's redelivery journal (src/sources/bridge/journal-jetstream.ts) on its own,
  * against a private nats-server: what one instance persisted, a second one (another node taking
  * the bridge over) loads as entries of a previous run; batches persisted while another is in
- * flight are written in order (the later entry of a packet id wins); each packet id is kept
- * once in the stream (bounded); another bridge session sees nothing of it; remove() purges it.
+ * flight are written in order (the later entry of a packet id wins); each shard of 64 packet
+ * ids is kept once in the stream (bounded); another bridge session sees nothing of it; remove() purges it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -37,6 +37,7 @@ describe('bridge redelivery journal in JetStream', { skip: NATS_SERVER_BIN ? fal
     // Three batches at once: the second and third wait for the first and go out together.
     await Promise.all([a.persist([e(1, 1), e(2, 2)]), a.persist([e(1, 3)]), a.persist([e(3, 4), e(1, 5)])]);
     for (let n = 0; n < 20; n++) await a.persist([e(7, 100 + n)]);
+    await a.persist([e(70, 70), e(65535, 65535)]);
     a.assign(9, e(9, 9));
     a.acked(9, 'id-9');
     assert.equal(a.get(9)?.acked, true);
@@ -49,10 +50,12 @@ describe('bridge redelivery journal in JetStream', { skip: NATS_SERVER_BIN ? fal
     assert.equal(b.get(2)?.messageId, 'id-2');
     assert.equal(b.get(3)?.messageId, 'id-4');
     assert.equal(b.get(7)?.messageId, 'id-119');
+    assert.equal(b.get(70)?.messageId, 'id-70');
+    assert.equal(b.get(65535)?.receiveTime, 1000 + 65535);
     assert.equal(b.get(9), undefined, 'assigned but never persisted');
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info('KV_fluxgate_bridges');
-    assert.equal(info.state.messages, 4, 'one message per packet id');
+    assert.equal(info.state.messages, 3, 'one message per shard of 64 packet ids (0, 1 and 1023), however often written');
     assert.equal(info.config.max_msgs_per_subject, 1);
 
     const other = await journal(journalSession('b2', 'mqtt://h:1883', 'c1'));

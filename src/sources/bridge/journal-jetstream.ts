@@ -8,10 +8,15 @@
  * on the dead node's disk (./journal.ts, the embedded node's journal) could not do that.
  *
  * Layout: one bucket for every bridge, laid out like a NATS KV bucket (as the processing lease
- * is) — stream `KV_fluxgate_bridges`, one message per subject `$KV.fluxgate_bridges.<session>.<packet id>`
+ * is) — stream `KV_fluxgate_bridges`, one message per subject `$KV.fluxgate_bridges.<session>.<shard>`
  * (<session>: hash of bridge name, broker URL and client id, so a bridge pointed elsewhere
- * starts empty), value `{"h": payload hash, "id": message id, "t": receive time}`, so
- * `nats kv get fluxgate_bridges <session>.<packet id>` shows an entry. Written with plain
+ * starts empty; <shard>: packet id >> 6, so a key holds the entries of 64 consecutive packet
+ * ids), value `{"<packet id>": [payload hash, message id, receive time], …}`, so
+ * `nats kv get fluxgate_bridges <session>.<shard>` shows them. Why shards and not one key per
+ * packet id: brokers hand out packet ids in sequence, so a batch of 300 messages touches 5 or
+ * 6 shards — 6 puts instead of 300 (one put per message cost the bridge about a third of its
+ * throughput, docs/benchmarks.md). A shard is written whole from the journal's record of what
+ * was persisted, so the latest entry of each packet id is what it holds. Written with plain
  * JetStream publishes (@nats-io/kv is not a dependency), with `log.replicas` replicas.
  *
  * Durability and order: `persist` resolves once JetStream acknowledged every put of the batch,
@@ -19,13 +24,13 @@
  * JetStream log gives an append. The bridge awaits it before the log append, and acknowledges
  * to the external broker only after the append: journal durable → log durable → PUBACK/PUBREC.
  * Puts are grouped: while one group is being written, every batch that arrives waits and goes
- * out in the next group (one put per packet id, the last one wins), all puts of a group in
- * flight at once; groups are written one after another, so a packet id's later entry is never
- * overtaken by an earlier one.
+ * out in the next group (one put per shard touched), all puts of a group in flight at once;
+ * groups are written one after another, so a shard's later content is never overtaken by an
+ * earlier one.
  *
  * Size: the stream keeps one message per subject (max_msgs_per_subject 1), so a bridge has at
- * most 65,535 entries (one per packet id, ≈ 100 bytes each) whatever it has carried: an entry is
- * replaced when the broker reuses its packet id. Entries are NOT removed when we acknowledge:
+ * most 1,024 shards of 64 entries (one per packet id, ≈ 80 bytes each: ≤ 5.5 MB) whatever it
+ * has carried: an entry is replaced when the broker reuses its packet id. Entries are NOT removed when we acknowledge:
  * our PUBACK may be lost with the connection (or the node) and the broker then redelivers the
  * message, which the entry must still recognise; the broker reuses the packet id only after
  * it has our acknowledgement, and that reuse overwrites the entry. Deleting the bridge purges
@@ -38,6 +43,8 @@ import { JournalMemory, type Journal, type JournalEntry } from './journal.js';
 
 export const JOURNAL_BUCKET = 'fluxgate_bridges';
 const STREAM = `KV_${JOURNAL_BUCKET}`;
+/** Packet ids per key: 2^SHARD_BITS. */
+const SHARD_BITS = 6;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -60,7 +67,10 @@ export interface JetStreamJournalOptions {
 }
 
 export class JetStreamJournal extends JournalMemory implements Journal {
-  private queued = new Map<number, JournalEntry>();
+  /** What is (or is being) persisted, per packet id: the shards are written from it. */
+  private readonly written = new Map<number, JournalEntry>();
+  /** Shards changed since the group being written. */
+  private dirty = new Set<number>();
   private waiters: Waiter[] = [];
   private writing = false;
   private closed = false;
@@ -70,8 +80,8 @@ export class JetStreamJournal extends JournalMemory implements Journal {
 
   constructor(private readonly o: JetStreamJournalOptions) { super(); }
 
-  private subject(packetId: number | '>'): string {
-    return `$KV.${JOURNAL_BUCKET}.${this.o.session}.${packetId}`;
+  private subject(shard: number | '>'): string {
+    return `$KV.${JOURNAL_BUCKET}.${this.o.session}.${shard}`;
   }
 
   /** Creates the bucket when missing, then loads the bridge's entries (each the last written for its packet id). */
@@ -91,11 +101,19 @@ export class JetStreamJournal extends JournalMemory implements Journal {
         for await (const m of batch) {
           got++;
           left = m.info.pending;
-          const packetId = Number(m.subject.slice(m.subject.lastIndexOf('.') + 1));
-          let e: { h?: unknown; id?: unknown; t?: unknown };
-          try { e = JSON.parse(dec.decode(m.data)); } catch { continue; }
-          if (!Number.isInteger(packetId) || typeof e.h !== 'string' || typeof e.id !== 'string' || typeof e.t !== 'number') continue;
-          this.loaded(packetId, { hash: e.h, messageId: e.id, receiveTime: e.t });
+          const shard = Number(m.subject.slice(m.subject.lastIndexOf('.') + 1));
+          let value: Record<string, unknown>;
+          try { value = JSON.parse(dec.decode(m.data)); } catch { continue; }
+          if (!Number.isInteger(shard) || typeof value !== 'object' || value === null) continue;
+          for (const [key, e] of Object.entries(value)) {
+            const packetId = Number(key);
+            if (!Number.isInteger(packetId) || packetId >> SHARD_BITS !== shard || !Array.isArray(e)) continue;
+            const [hash, messageId, receiveTime] = e as unknown[];
+            if (typeof hash !== 'string' || typeof messageId !== 'string' || typeof receiveTime !== 'number') continue;
+            const entry = { hash, messageId, receiveTime };
+            this.written.set(packetId, entry);
+            this.loaded(packetId, entry);
+          }
         }
         if (got === 0) throw new Error(`reading the bridge journal from JetStream stream ${STREAM} stalled with ${left} entries left`);
       }
@@ -121,7 +139,10 @@ export class JetStreamJournal extends JournalMemory implements Journal {
   persist(batch: Array<{ packetId: number } & JournalEntry>): Promise<void> {
     if (batch.length === 0) return Promise.resolve();
     if (this.closed) return Promise.reject(new Error('the bridge journal is closed'));
-    for (const e of batch) this.queued.set(e.packetId, { hash: e.hash, messageId: e.messageId, receiveTime: e.receiveTime });
+    for (const e of batch) {
+      this.written.set(e.packetId, { hash: e.hash, messageId: e.messageId, receiveTime: e.receiveTime });
+      this.dirty.add(e.packetId >> SHARD_BITS);
+    }
     const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (!this.writing) void this.pump();
     return done;
@@ -130,13 +151,13 @@ export class JetStreamJournal extends JournalMemory implements Journal {
   private async pump(): Promise<void> {
     this.writing = true;
     this.drained = new Promise<void>((r) => { this.settle = r; });
-    while (this.queued.size > 0) {
-      const group = this.queued;
+    while (this.dirty.size > 0) {
+      const shards = this.dirty;
       const waiters = this.waiters;
-      this.queued = new Map();
+      this.dirty = new Set();
       this.waiters = [];
       try {
-        await Promise.all([...group].map(([p, e]) => this.o.js.publish(this.subject(p), enc.encode(JSON.stringify({ h: e.hash, id: e.messageId, t: e.receiveTime })), { timeout: this.o.timeoutMs ?? 5000 })));
+        await Promise.all([...shards].map((shard) => this.o.js.publish(this.subject(shard), enc.encode(this.shardValue(shard)), { timeout: this.o.timeoutMs ?? 5000 })));
         for (const w of waiters) w.resolve();
       } catch (err) {
         const e = new Error(`the bridge journal could not be written to JetStream (${(err as Error).message})`);
@@ -145,6 +166,16 @@ export class JetStreamJournal extends JournalMemory implements Journal {
     }
     this.writing = false;
     this.settle?.();
+  }
+
+  /** The shard's entries as persisted (every packet id of the shard with an entry). */
+  private shardValue(shard: number): string {
+    const out: Record<number, [string, string, number]> = {};
+    for (let p = shard << SHARD_BITS, end = (shard + 1) << SHARD_BITS; p < end; p++) {
+      const e = this.written.get(p);
+      if (e) out[p] = [e.hash, e.messageId, e.receiveTime];
+    }
+    return JSON.stringify(out);
   }
 
   async close(): Promise<void> {
