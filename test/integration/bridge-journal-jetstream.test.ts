@@ -3,7 +3,9 @@
  * against a private nats-server: what one instance persisted, a second one (another node taking
  * the bridge over) loads as entries of a previous run; batches persisted while another is in
  * flight are written in order (the later entry of a packet id wins); each shard of 64 packet
- * ids is kept once in the stream (bounded); another bridge session sees nothing of it; remove() purges it.
+ * ids is kept once in the stream (bounded); another bridge session sees nothing of it;
+ * remove() purges it. With three replicas on a 3-server NATS cluster, the journal keeps what
+ * was persisted when the stream's leader server is killed.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -11,7 +13,8 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { JetStreamJournal, journalSession } from '../../src/sources/bridge/journal-jetstream.js';
 import { messageHash } from '../../src/sources/bridge/journal.js';
-import { startNatsServer, NATS_SERVER_BIN } from '../helpers/nats-server.js';
+import { startNatsCluster, startNatsServer, NATS_SERVER_BIN } from '../helpers/nats-server.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('bridge redelivery journal in JetStream', { skip: NATS_SERVER_BIN ? false : 'nats-server is not installed', timeout: 60_000 }, () => {
   let nats: Awaited<ReturnType<typeof startNatsServer>>;
@@ -70,5 +73,33 @@ describe('bridge redelivery journal in JetStream', { skip: NATS_SERVER_BIN ? fal
     const d = await journal(journalSession('b2', 'mqtt://h:1883', 'c1'));
     await d.open();
     assert.equal(d.get(1)?.messageId, 'id-50', 'remove() purged only its own session');
+  });
+
+  it('R3: what was persisted survives the loss of the stream leader', async () => {
+    const cluster = await startNatsCluster(3);
+    const conn = await connect({ servers: cluster.urls });
+    try {
+      const jsm = await jetstreamManager(conn);
+      const session = journalSession('r3', 'mqtt://h:1883', 'c1');
+      const e = (p: number, n: number) => ({ packetId: p, hash: messageHash('t', Buffer.from(`m${n}`)), messageId: `id-${n}`, receiveTime: n });
+      const a = new JetStreamJournal({ js: jetstream(conn), jsm, session, replicas: 3 });
+      // The cluster elects its meta leader first: until then the stream cannot be made.
+      await waitFor(() => a.open().then(() => true, () => false), { timeoutMs: 30_000, what: 'journal opened on the cluster' });
+      await a.persist(Array.from({ length: 200 }, (_, i) => e(i + 1, i + 1)));
+      const info = await jsm.streams.info('KV_fluxgate_bridges');
+      assert.equal(info.config.num_replicas, 3);
+      const leader = cluster.servers.find((s) => s.name === info.cluster?.leader);
+      assert.ok(leader, `stream leader ${info.cluster?.leader} is one of the servers`);
+      await leader.kill();
+      // Writes go on once a new leader is elected.
+      await waitFor(() => a.persist([e(300, 300)]).then(() => true, () => false), { timeoutMs: 30_000, what: 'a put after the leader was killed' });
+      const b = new JetStreamJournal({ js: jetstream(conn), jsm, session, replicas: 3 });
+      await waitFor(() => b.open().then(() => true, () => false), { timeoutMs: 30_000, what: 'journal loaded after the leader was killed' });
+      for (let p = 1; p <= 200; p++) assert.equal(b.get(p)?.messageId, `id-${p}`, `packet id ${p}`);
+      assert.equal(b.get(300)?.messageId, 'id-300');
+    } finally {
+      await conn.close();
+      await cluster.cleanup();
+    }
   });
 });
