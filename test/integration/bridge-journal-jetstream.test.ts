@@ -79,11 +79,11 @@ describe('bridge redelivery journal in JetStream', { skip: NATS_SERVER_BIN ? fal
     const cluster = await startNatsCluster(3);
     const conn = await connect({ servers: cluster.urls });
     try {
-      const jsm = await jetstreamManager(conn);
+      // The cluster elects its meta leader first: until then JetStream does not answer.
+      const jsm = await waitFor(() => jetstreamManager(conn).catch(() => undefined), { timeoutMs: 30_000, what: 'JetStream on the cluster' });
       const session = journalSession('r3', 'mqtt://h:1883', 'c1');
       const e = (p: number, n: number) => ({ packetId: p, hash: messageHash('t', Buffer.from(`m${n}`)), messageId: `id-${n}`, receiveTime: n });
       const a = new JetStreamJournal({ js: jetstream(conn), jsm, session, replicas: 3 });
-      // The cluster elects its meta leader first: until then the stream cannot be made.
       await waitFor(() => a.open().then(() => true, () => false), { timeoutMs: 30_000, what: 'journal opened on the cluster' });
       await a.persist(Array.from({ length: 200 }, (_, i) => e(i + 1, i + 1)));
       const info = await jsm.streams.info('KV_fluxgate_bridges');

@@ -35,6 +35,12 @@
  * message, which the entry must still recognise; the broker reuses the packet id only after
  * it has our acknowledgement, and that reuse overwrites the entry. Deleting the bridge purges
  * its subjects.
+ *
+ * Not fenced by the lease: writes carry no lease token. A holder that loses the lease without
+ * dying stops its bridges within a second (BridgeSource checks `active()` every second, and
+ * the lease's local deadline stops it before the key can expire), and a successor loads the
+ * journal only after acquiring the expired key; a holder stalled for longer than that while
+ * its journal write is in flight could still write an entry the successor did not load.
  */
 import { createHash } from 'node:crypto';
 import { AckPolicy, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
