@@ -252,7 +252,7 @@ export class Bridge {
       this.connectedSince = Date.now();
       this.counters.connects++;
       this.deps.bridgeMetrics.connects.inc({ bridge: this.name, outcome: 'connected' });
-      this.deps.logger.info({ bridge: this.name, url: this.url, sessionPresent: connack.sessionPresent }, 'bridge connected');
+      this.deps.logger.info({ url: this.url, sessionPresent: connack.sessionPresent }, 'bridge connected');
       if (!connack.sessionPresent || this.def.protocolVersion === 5) {
         this.state = 'subscribing';
         this.subscribe(conn);
@@ -280,7 +280,7 @@ export class Bridge {
       if (this.stopping || this.conn !== conn) return;
       if (!connackSeen && !this.lastError) this.fail(`no CONNACK from ${this.url} within ${this.def.connectTimeoutMs} ms`, 'failed');
       else if (wasConnected && !this.lastErrorAtOrAfter(this.connectedSince ?? 0)) this.fail(`the connection to ${this.url} closed`);
-      this.deps.logger.warn({ bridge: this.name, err: this.lastError }, 'bridge disconnected; reconnecting with back-off');
+      this.deps.logger.warn({ err: this.lastError }, 'bridge disconnected; reconnecting with back-off');
       this.scheduleReconnect();
     });
   }
