@@ -402,7 +402,7 @@ export class Bridge {
       this.counters.appendFailures++;
       bridgeMetrics.appendFailures.inc({ bridge: this.name });
       this.fail(`the log refused a batch of ${batch.length} (${(err as Error).message}); reconnecting so the broker redelivers it`);
-      this.deps.logger.warn({ err, bridge: this.name }, 'bridge batch not logged; dropping the connection so the external broker redelivers it');
+      this.deps.logger.warn({ err }, 'bridge batch not logged; dropping the connection so the external broker redelivers it');
       // Nothing of the batch may be acknowledged: close the connections it came in on first.
       for (const p of batch) if (!p.item.conn.closed) { p.item.conn.closed = true; p.item.conn.client.end(true); }
       for (const p of batch) this.complete(p.item);
