@@ -24,6 +24,14 @@
  *     [--generators 4] [--seconds 60] [--drain-seconds 50] [--snapshot-every 30] [--events-per-snapshot 0.33]
  *     [--batch 200] [--shed-at 50000] [--max-lag 500000] [--window 20] [--outbox 40] [--store embedded|postgres://user@host:5432/db]
  *     [--node-heap-mib N (the node's --max-old-space-size)] [--cpu-prof DIR] [--log file|jetstream]
+ *     [--memory-every S] [--store-cache-mib N] [--dedup-max-ids N] [--store-worker-heap-mib N]
+ *
+ * `--memory-every S` (default 15) prints, at the end, where the node's memory was every S
+ * seconds of the run (docs/benchmarks.md "Memory under sustained overload"): RSS, the main
+ * thread's V8 heap and external memory, each store worker's heap, SQLite's page cache ceiling
+ * and the database size, and the length of every queue and in-memory map that has a gauge.
+ * `--store-cache-mib` sets store.cacheBytes, `--dedup-max-ids` process.dedupMaxIds,
+ * `--store-worker-heap-mib` store.workerHeapBytes.
  *
  * `--log jetstream` starts a nats-server of its own (JetStream, temp dir) for the node's log:
  * the lanes are then the streams FLUXGATE and FLUXGATE_SNAPSHOTS.
@@ -63,6 +71,10 @@ const { values: a } = parseArgs({
     log: { type: 'string', default: 'file' },
     'cpu-prof': { type: 'string' },
     'node-heap-mib': { type: 'string' },
+    'memory-every': { type: 'string', default: '15' },
+    'store-cache-mib': { type: 'string' },
+    'dedup-max-ids': { type: 'string' },
+    'store-worker-heap-mib': { type: 'string' },
   },
 });
 const MODE = a.mode as 'gateway' | 'native';
@@ -96,6 +108,41 @@ async function scrape(url: string): Promise<{ eventsLag: number; snapshotsLag: n
     else if (line.startsWith('fluxgate_mqtt_publishes_total{') && line.includes('outcome="accepted"')) appended += Number(line.split(' ').at(-1));
   }
   return { eventsLag, snapshotsLag, shed, appended };
+}
+
+/** Where the node's memory is, from /proc and one /metrics scrape (MiB unless a count). */
+interface MemorySample {
+  t: number; rss: number; anon: number; mainHeapUsed: number; mainHeapTotal: number; mainExternal: number;
+  writerHeap: number; writerHeapTotal: number; readerHeap: number; readerHeapTotal: number; workersExternal: number;
+  cacheLimit: number; dbFile: number; logPending: number;
+  dedupIds: number; suppressKeys: number; ingestQueue: number; storeQueue: number; names: number; series: number; pendingLatest: number; rollupSeries: number;
+}
+
+async function memorySample(url: string, pid: number, t: number): Promise<MemorySample> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const v = (name: string, labels = '') => text.split('\n').filter((l) => (l.startsWith(`${name} `) || l.startsWith(`${name}{`)) && l.includes(labels)).reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  const mib = (n: number) => n / 2 ** 20;
+  return {
+    t, rss: await rssMiB(pid), anon: await rssMiB(pid, 'RssAnon'),
+    mainHeapUsed: mib(v('fluxgate_process_nodejs_heap_size_used_bytes')), mainHeapTotal: mib(v('fluxgate_process_nodejs_heap_size_total_bytes')), mainExternal: mib(v('fluxgate_process_nodejs_external_memory_bytes')),
+    writerHeap: mib(v('fluxgate_store_worker_heap_used_bytes', 'role="writer"')), writerHeapTotal: mib(v('fluxgate_store_worker_heap_total_bytes', 'role="writer"')),
+    readerHeap: mib(v('fluxgate_store_worker_heap_used_bytes', 'role="reader"')), readerHeapTotal: mib(v('fluxgate_store_worker_heap_total_bytes', 'role="reader"')),
+    workersExternal: mib(v('fluxgate_store_worker_external_bytes')),
+    cacheLimit: mib(v('fluxgate_store_sqlite_cache_limit_bytes')), dbFile: mib(v('fluxgate_store_file_bytes', 'role="writer"')), logPending: mib(v('fluxgate_log_pending_bytes')),
+    dedupIds: v('fluxgate_dedup_window_ids'), suppressKeys: v('fluxgate_suppress_keys'), ingestQueue: v('fluxgate_mqtt_ingest_queue_messages'), storeQueue: v('fluxgate_store_queue_requests'),
+    names: v('fluxgate_store_cached_entries', 'map="names"'), series: v('fluxgate_store_cached_entries', 'map="series"'),
+    pendingLatest: v('fluxgate_store_cached_entries', 'map="pending_latest"'), rollupSeries: v('fluxgate_store_cached_entries', 'map="rollup_series"'),
+  };
+}
+
+function printMemory(samples: MemorySample[]): void {
+  console.log(`\nMemory every ${a['memory-every']} s (MiB; counts are entries). heap = V8 heap used/total; SQLite cache = both connections' ceiling (database file size); rest = RSS − main heap total − main external − worker heaps total − worker external`);
+  console.log('| t s | RSS (anon) | main heap | main external | writer heap | reader heap | worker external | SQLite cache (db file) | rest | dedup ids | suppress keys | MQTT ingest queue | store queue | log pending | names | series | pending latest | roll-up series |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const m of samples) {
+    const rest = m.rss - m.mainHeapTotal - m.mainExternal - m.writerHeapTotal - m.readerHeapTotal - m.workersExternal;
+    console.log(`| ${m.t.toFixed(0)} | ${fmt(m.rss)} (${fmt(m.anon)}) | ${fmt(m.mainHeapUsed)}/${fmt(m.mainHeapTotal)} | ${fmt(m.mainExternal)} | ${fmt(m.writerHeap)}/${fmt(m.writerHeapTotal)} | ${fmt(m.readerHeap)}/${fmt(m.readerHeapTotal)} | ${fmt(m.workersExternal)} | ${fmt(m.cacheLimit)} (${fmt(m.dbFile)}) | ${fmt(rest)} | ${fmt(m.dedupIds)} | ${fmt(m.suppressKeys)} | ${fmt(m.ingestQueue)} | ${fmt(m.storeQueue)} | ${fmt(m.logPending, 1)} | ${fmt(m.names)} | ${fmt(m.series)} | ${fmt(m.pendingLatest)} | ${fmt(m.rollupSeries)} |`);
+  }
 }
 
 function sum(cs: GeneratorCounters[]): GeneratorCounters {
@@ -151,6 +198,9 @@ try {
   const node = await startNodeChild(join(root, 'data'), {
     ...(STORE === 'embedded' ? {} : { FLUXGATE_STORE: STORE, FLUXGATE_STORE_SCHEMA: PG_SCHEMA }),
     ...(nats ? { FLUXGATE_LOG: nats.url } : {}),
+    ...(a['store-cache-mib'] ? { FLUXGATE_STORE_CACHE_BYTES: String(Number(a['store-cache-mib']) * 2 ** 20) } : {}),
+    ...(a['dedup-max-ids'] ? { FLUXGATE_PROCESS_DEDUP_MAX_IDS: a['dedup-max-ids'] } : {}),
+    ...(a['store-worker-heap-mib'] ? { FLUXGATE_STORE_WORKER_HEAP_BYTES: String(Number(a['store-worker-heap-mib']) * 2 ** 20) } : {}),
     FLUXGATE_CONFIG: configFile, FLUXGATE_PROCESS_BATCH_SIZE: a.batch, FLUXGATE_LOG_SHED_SNAPSHOTS_AT_RECORDS: a['shed-at'], FLUXGATE_LOG_MAX_LAG_RECORDS: a['max-lag'],
   }, { cpu: '0-1', nodeArgs: [...cpuProfArgs(a['cpu-prof']), ...(a['node-heap-mib'] ? [`--max-old-space-size=${a['node-heap-mib']}`] : [])] });
   const mqttPort = Number(/MQTT\s+mqtt:\/\/\S+:(\d+)/.exec(node.output())?.[1] ?? NaN);
@@ -220,6 +270,7 @@ try {
     if (performance.now() - tw > 300_000) throw new Error('processing did not catch up with the warm-up within 5 minutes');
     await new Promise((r) => setTimeout(r, 500));
   }
+  const memory: MemorySample[] = [await memorySample(node.url, node.pid, 0)];
   console.log(`warm-up: ${fmt(DEVICES)} attributes messages (one per device${MODE === 'gateway' ? ', which registers it' : ''}) acknowledged in ${((warmAcked - tw) / 1000).toFixed(1)} s, processed ${((performance.now() - tw) / 1000).toFixed(1)} s after the start; node RSS ${fmt(await rssMiB(node.pid))} MiB before load`);
 
   // Load, sampled every second.
@@ -241,6 +292,7 @@ try {
     const acked = c.eventsAcked + c.snapshotsAcked;
     const s: Sample = { t: (performance.now() - t0) / 1000, offered: c.eventsOffered + c.snapshotsOffered, acked, processed: m.appended - m.eventsLag - m.snapshotsLag, eventsLag: m.eventsLag, snapshotsLag: m.snapshotsLag, shed: m.shed, rssMiB: await rssMiB(node.pid), anonMiB: await rssMiB(node.pid, 'RssAnon') };
     samples.push(s);
+    if (s.t - memory.at(-1)!.t >= Number(a['memory-every']) - 0.5) memory.push(await memorySample(node.url, node.pid, s.t).catch(() => memory.at(-1)!));
     const dt = s.t - prev.t;
     if (samples.length % 5 === 0 || (finished && s.eventsLag + s.snapshotsLag === 0)) {
       const p5 = samples[Math.max(0, samples.length - 6)]!;
@@ -254,6 +306,7 @@ try {
     if (performance.now() > deadline) { console.log(`stopped waiting for the drain after ${SECONDS + DRAIN_S} s`); break; }
   }
   const results = await all;
+  memory.push(await memorySample(node.url, node.pid, (performance.now() - t0) / 1000));
   const c = sum(results.map((r) => r.counters));
   const peakRss = await rssMiB(node.pid, 'VmHWM');
   const loadS = SECONDS;
@@ -285,6 +338,7 @@ try {
   console.log(`events: offered ${fmt(c.eventsOffered)}, acknowledged ${fmt(c.eventsAcked)}, refused ${fmt(c.eventsRefused)}, stored ${fmt(stored.events.size)} (expected ${fmt(expectedEvents)}, missing ${fmt(missing)}, never answered ${fmt(unacked)})`);
   console.log(`snapshots: offered ${fmt(c.snapshotsOffered)}, shed ${fmt(c.snapshotsShed)} (fluxgate_snapshots_shed_total ${fmt(shedMetric)}), acknowledged ${fmt(c.snapshotsAcked)}, refused otherwise ${fmt(c.snapshotsRefused)}, stored ${fmt(stored.snapshots)}`);
   console.log(`held back in the generators while the node slowed them down: ${fmt(c.heldBack)}; connections at the end: ${fmt(c.connected)}; peak node RSS ${fmt(peakRss)} MiB (VmHWM), peak anonymous RSS sampled ${fmt(Math.max(...samples.map((x) => x.anonMiB)))} MiB, RSS of mapped files at the end ${fmt(await rssMiB(node.pid, 'RssFile'))} MiB`);
+  printMemory(memory);
   if (c.errors.length) console.log(`generator errors (first ${c.errors.length}): ${c.errors.slice(0, 5).join(' | ')}`);
   const ok = missing === 0 && unacked === 0 && c.eventsRefused === 0 && stored.events.size === c.eventsAcked && stored.snapshots === c.snapshotsAcked && shedMetric === c.snapshotsShed;
   console.log(ok ? 'CHECK passed: every event stored, shed snapshots counted, acknowledged snapshots stored' : 'CHECK FAILED (see the figures above)');
