@@ -17,11 +17,11 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ChildProcess } from 'node:child_process';
-import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { createMosquitto, MOSQUITTO_BIN, type Mosquitto } from '../helpers/mosquitto.js';
 import { startNatsServer, NATS_SERVER_BIN } from '../helpers/nats-server.js';
 import { ADMIN_KEY, apiClient, spawnNode } from '../helpers/node.js';
+import { startPhasedPublisher } from '../helpers/phased-publisher.js';
 import { tempDir, waitFor } from '../helpers/wait.js';
 
 const PG_URL = process.env.FLUXGATE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -106,24 +106,7 @@ describe('bridges in a cluster: the node running them is SIGKILLed, nothing lost
     assert.equal((await api(0)('POST', `/api/v1/projects?tenant=${TENANT}`, { name: PROJECT })).status, 201);
     await holder();
 
-    // `accepted` = what Mosquitto acknowledged (PUBACK / PUBCOMP); 20 publishes in flight, released in phases.
-    const pub: MqttClient = mqtt.connect(broker.url, { protocolVersion: 5, reconnectPeriod: 200, clientId: 'bcc-publisher' });
-    await new Promise<void>((resolve, reject) => { pub.once('connect', () => resolve()); pub.once('error', reject); });
-    const accepted = new Map<number, Sent>();
-    let next = 0;
-    let limit = 0;
-    let opened: () => void = () => undefined;
-    let gate = new Promise<void>((r) => { opened = r; });
-    const openUpTo = (n: number) => { limit = n; const o = opened; gate = new Promise<void>((r) => { opened = r; }); o(); };
-    const worker = async () => {
-      while (next < TOTAL) {
-        if (next >= limit) { await gate; continue; }
-        const m = messageOf(next++);
-        await pub.publishAsync(topicOf(m.device), m.payload, { qos: m.qos });
-        accepted.set(m.n, m);
-      }
-    };
-    const publishing = Promise.all(Array.from({ length: 20 }, worker));
+    const { accepted, openUpTo, finish } = await startPhasedPublisher(broker.url, 'bcc-publisher', TOTAL, messageOf, (m) => topicOf(m.device));
 
     const kills: string[] = [];
     for (const [killAt, phaseEnd] of [[200, 350], [500, 650], [800, 950], [1100, 1250]]) {
@@ -141,9 +124,7 @@ describe('bridges in a cluster: the node running them is SIGKILLed, nothing lost
       await waitFor(() => accepted.size >= phaseEnd, { timeoutMs: 60_000, what: `${phaseEnd} messages accepted` });
       await spawn(i);
     }
-    openUpTo(TOTAL);
-    await publishing;
-    await pub.endAsync();
+    await finish();
     assert.equal(accepted.size, TOTAL);
 
     const { i: last } = await holder();

@@ -11,9 +11,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { ChildProcess } from 'node:child_process';
-import mqtt, { type MqttClient } from 'mqtt';
 import { createMosquitto, MOSQUITTO_BIN, type Mosquitto } from '../helpers/mosquitto.js';
 import { ADMIN_KEY, apiClient, spawnNode } from '../helpers/node.js';
+import { startPhasedPublisher } from '../helpers/phased-publisher.js';
 import { tempDir, waitFor } from '../helpers/wait.js';
 
 const TENANT = 'seed-t1';
@@ -71,24 +71,8 @@ describe('bridge: SIGKILL during the run, every accepted message stored exactly 
     assert.equal((await api('POST', `/api/v1/projects?tenant=${TENANT}`, { name: PROJECT })).status, 201);
     await waitFor(async () => (await api('GET', '/api/v1/bridges/seed')).body?.status?.connected, { what: 'bridge connected' });
 
-    // Publish in phases (the kills land mid-stream), 20 in flight; `accepted` = what Mosquitto acknowledged (PUBACK / PUBCOMP).
-    const pub: MqttClient = mqtt.connect(broker.url, { protocolVersion: 5, reconnectPeriod: 200, clientId: 'seed-publisher' });
-    await new Promise<void>((resolve, reject) => { pub.once('connect', () => resolve()); pub.once('error', reject); });
-    const accepted = new Map<number, Sent>();
-    let next = 0;
-    let limit = 0;
-    let opened: () => void = () => undefined;
-    let gate = new Promise<void>((r) => { opened = r; });
-    const openUpTo = (n: number) => { limit = n; const o = opened; gate = new Promise<void>((r) => { opened = r; }); o(); };
-    const worker = async () => {
-      while (next < TOTAL) {
-        if (next >= limit) { await gate; continue; }
-        const m = messageOf(next++);
-        await pub.publishAsync(topicOf(m.device), m.payload, { qos: m.qos });
-        accepted.set(m.n, m);
-      }
-    };
-    const publishing = Promise.all(Array.from({ length: 20 }, worker));
+    // Publish in phases so the kills land mid-stream.
+    const { accepted, openUpTo, finish } = await startPhasedPublisher(broker.url, 'seed-publisher', TOTAL, messageOf, (m) => topicOf(m.device));
 
     const kills: number[] = [];
     for (const [killAt, phaseEnd] of [[250, 500], [700, 900]]) {
@@ -103,9 +87,7 @@ describe('bridge: SIGKILL during the run, every accepted message stored exactly 
       child = node.child;
       api = apiClient(node.url, ADMIN_KEY);
     }
-    openUpTo(TOTAL);
-    await publishing;
-    await pub.endAsync();
+    await finish();
     assert.equal(accepted.size, TOTAL);
 
     // Everything arrives; then nothing more (no duplicate trickles in late).
