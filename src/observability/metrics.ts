@@ -6,6 +6,14 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/**
+ * The counter `name` of `registry`, created on first use: modules that may be built more than once
+ * per node (per route registration, per pipeline) share one series instead of failing on a duplicate name.
+ */
+export function counterOf<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[]): Counter<L> {
+  return (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] });
+}
+
 export class Metrics {
   readonly registry = new Registry();
 

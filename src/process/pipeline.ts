@@ -22,10 +22,10 @@
  *   halves until the refused messages are found; each becomes a dead letter with the store's
  *   reason, and the rest is stored: one bad message never stops the pipeline.
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Gauge, type Counter } from 'prom-client';
 import type { Log, LogBatch, LogRecord } from '../log/log.js';
 import type { DeadLetter, SnapshotCut, Store, WriteBatch } from '../stores/store.js';
-import type { Metrics } from '../observability/metrics.js';
+import { counterOf, type Metrics } from '../observability/metrics.js';
 import type { Logger } from '../core/logger.js';
 import { isFluxgateError, type FluxgateError } from '../core/errors.js';
 import { decodeEnvelope, deadLetterOf } from './decode.js';
@@ -87,10 +87,6 @@ function refusedForContent(err: unknown): err is FluxgateError {
   return isFluxgateError(err) && !err.spec.retryable && err.status < 500;
 }
 
-function counter<L extends string>(registry: Registry, name: string, help: string, labelNames: L[]): Counter<L> {
-  return (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] });
-}
-
 const bump = (m: Map<string, number>, k: string, n = 1) => m.set(k, (m.get(k) ?? 0) + n);
 
 export class Pipeline {
@@ -119,9 +115,9 @@ export class Pipeline {
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.settings = new ProjectSettingsCache(opts.store, opts.settingsTtlMs);
     const registry = opts.metrics.registry;
-    this.duplicates = counter(registry, 'fluxgate_duplicates_dropped_total', 'Messages dropped by processing because their message id was already stored within process.dedupWindowMs (also across restarts).', ['tenant']);
-    this.suppressed = counter(registry, 'fluxgate_suppressed_total', 'Points not stored as history because they repeated the key\'s last stored value within the project\'s suppressSameValueSeconds (the message is archived and refreshes last seen).', ['tenant']);
-    this.retries = counter(registry, 'fluxgate_store_write_retries_total', 'Store writes of processing retried after a transient failure (process.retry*).', []);
+    this.duplicates = counterOf(registry, 'fluxgate_duplicates_dropped_total', 'Messages dropped by processing because their message id was already stored within process.dedupWindowMs (also across restarts).', ['tenant']);
+    this.suppressed = counterOf(registry, 'fluxgate_suppressed_total', 'Points not stored as history because they repeated the key\'s last stored value within the project\'s suppressSameValueSeconds (the message is archived and refreshes last seen).', ['tenant']);
+    this.retries = counterOf(registry, 'fluxgate_store_write_retries_total', 'Store writes of processing retried after a transient failure (process.retry*).', []);
     const name = 'fluxgate_dedup_window_ids';
     if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
     const dedup = this.dedup;

@@ -32,12 +32,12 @@
  * read every 2 s, and one created meanwhile is taken within 2 s. Concurrent lookups of one device
  * share one store call, and its messages keep their order.
  */
-import { Counter, type Registry } from 'prom-client';
+import type { Counter } from 'prom-client';
 import type { MessageKind } from '../core/envelope.js';
 import { FluxgateError, isFluxgateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { generateToken, hashToken } from '../core/ids.js';
-import type { Metrics } from '../observability/metrics.js';
+import { counterOf, type Metrics } from '../observability/metrics.js';
 import type { Store, StoredObject } from '../stores/store.js';
 import { compileTemplate, matchFirst, templateProblems, type CompiledTemplate, type TopicTemplate } from './template.js';
 
@@ -99,11 +99,6 @@ export interface TemplateRegistryOptions {
 
 type DeviceEntry = { until: number; project?: string; disabled?: boolean; missing?: boolean; provisioned?: boolean; known?: DeviceAdmission };
 
-function counter<T extends string>(registry: Registry | undefined, name: string, help: string, labelNames: readonly T[]): Counter<T> | undefined {
-  if (!registry) return undefined;
-  return (registry.getSingleMetric(name) as Counter<T> | undefined) ?? new Counter({ name, help, labelNames, registers: [registry] });
-}
-
 /** Checks configuration templates: every problem, named `templates[i].field`; ids unique. */
 export function configTemplateProblems(list: readonly TopicTemplate[]): string[] {
   const problems: string[] = [];
@@ -152,8 +147,8 @@ export class TemplateRegistry {
     }
     this.platform = (opts.config ?? []).map((t) => compileTemplate(t));
     const registry = opts.metrics?.registry;
-    this.refused = counter(registry, 'fluxgate_template_refused_total', 'Publishes under a topic template refused, by tenant of the publisher and reason (other_tenant, no_tenant, other_device, project_mismatch, unknown_device, device_disabled, unknown_tenant, quota_devices).', ['tenant', 'reason'] as const);
-    this.provisioned = counter(registry, 'fluxgate_template_provisioned_total', 'Devices registered automatically on their first publish under a template with autoProvision.', ['tenant'] as const);
+    this.refused = registry && counterOf(registry, 'fluxgate_template_refused_total', 'Publishes under a topic template refused, by tenant of the publisher and reason (other_tenant, no_tenant, other_device, project_mismatch, unknown_device, device_disabled, unknown_tenant, quota_devices).', ['tenant', 'reason'] as const);
+    this.provisioned = registry && counterOf(registry, 'fluxgate_template_provisioned_total', 'Devices registered automatically on their first publish under a template with autoProvision.', ['tenant'] as const);
   }
 
   /** Loads the REST templates and starts re-reading them every refreshMs. */

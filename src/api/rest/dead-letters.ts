@@ -13,10 +13,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { Counter } from 'prom-client';
 import type { Envelope } from '../../core/envelope.js';
 import type { Log } from '../../log/log.js';
-import type { Metrics } from '../../observability/metrics.js';
+import { counterOf, type Metrics } from '../../observability/metrics.js';
 import type { DeadLetterFilter, Store, StoredDeadLetter } from '../../stores/store.js';
 import type { ApiAuth } from '../auth.js';
 import { After, Limit, Time, errors, queryTime, security } from './schemas.js';
@@ -43,10 +42,6 @@ const Item = Type.Object({
   receiveTime: Type.Integer(), failedAt: Type.Integer(), reason: Type.String(), payload: Type.String(), encoding: Type.String(),
 });
 
-function counter(metrics: Metrics, name: string, help: string): Counter<'tenant'> {
-  const r = metrics.registry;
-  return (r.getSingleMetric(name) as Counter<'tenant'> | undefined) ?? new Counter({ name, help, labelNames: ['tenant'] as const, registers: [r] });
-}
 
 function filterOf(q: { reason?: string; device?: string; from?: string; to?: string }): DeadLetterFilter {
   return {
@@ -59,8 +54,8 @@ function filterOf(q: { reason?: string; device?: string; from?: string; to?: str
 export async function deadLetterRoutes(app: FastifyInstance, opts: { store: Store; log: Log; apiAuth: ApiAuth; metrics?: Metrics }): Promise<void> {
   const { store, log, apiAuth } = opts;
   const tags = ['dead-letters'];
-  const replayed = opts.metrics && counter(opts.metrics, 'fluxgate_dead_letters_replayed_total', 'Dead letters appended to the log again by a replay (REST).');
-  const discarded = opts.metrics && counter(opts.metrics, 'fluxgate_dead_letters_discarded_total', 'Dead letters discarded (REST).');
+  const replayed = opts.metrics && counterOf(opts.metrics.registry, 'fluxgate_dead_letters_replayed_total', 'Dead letters appended to the log again by a replay (REST).', ['tenant']);
+  const discarded = opts.metrics && counterOf(opts.metrics.registry, 'fluxgate_dead_letters_discarded_total', 'Dead letters discarded (REST).', ['tenant']);
 
   app.get<{ Querystring: { limit: number; after?: string; reason?: string; device?: string; from?: string; to?: string } }>('/api/v1/dead-letters', {
     schema: {
