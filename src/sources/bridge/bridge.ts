@@ -82,8 +82,8 @@ export interface BridgeDeps {
   journal: Journal;
   /** The bridge's compiled template (inline, or looked up in the template registry each time). */
   template: () => CompiledTemplate;
-  /** The template registry's device admission, when the node has one. */
-  admitter?: DeviceAdmitter;
+  /** The template registry's device admission. */
+  admitter: DeviceAdmitter;
   /** Told what was made durable (the node routes it to MQTT subscribers). */
   onDurable?: (envelopes: Envelope[]) => void;
 }

@@ -49,16 +49,15 @@ export function filterProblems(filter: string): string[] {
 /**
  * Every problem of a definition that passed the schema, as `field: what is wrong`.
  * `prefix` names where it came from (e.g. `bridges[0].`); `templateExists` says whether a
- * template id is known (undefined: no registry on this node).
+ * template id names a platform template of the node's template registry.
  */
-export function definitionProblems(def: BridgeDefinition, prefix = '', templateExists?: (id: string) => boolean): string[] {
+export function definitionProblems(def: BridgeDefinition, prefix: string, templateExists: (id: string) => boolean): string[] {
   const problems: string[] = [];
   def.topics.forEach((t, i) => {
     for (const p of filterProblems(t)) problems.push(`${prefix}topics[${i}] ${JSON.stringify(t)}: ${p}`);
   });
   if (typeof def.template === 'string') {
-    if (!templateExists) problems.push(`${prefix}template: template ids need the template registry, which this node does not have; give the template inline ({ "pattern": "…/{tenant}/{project}/{device}/#" })`);
-    else if (!templateExists(def.template)) problems.push(`${prefix}template: no platform topic template ${JSON.stringify(def.template)} in the configuration (\`templates\`); bridges name configuration templates or give one inline`);
+    if (!templateExists(def.template)) problems.push(`${prefix}template: no platform topic template ${JSON.stringify(def.template)} in the configuration (\`templates\`); bridges name configuration templates or give one inline`);
   } else {
     for (const p of templateProblems(inlineTemplate(def, def.template))) problems.push(`${prefix}template.${p}`);
     if (def.template.pattern.includes('{') && !def.template.pattern.includes('{tenant}') && def.template.tenant === undefined) {

@@ -61,7 +61,7 @@ export interface BridgeSourceOptions {
   metrics: Metrics;
   logger: Logger;
   dataDir: string;
-  templates?: TemplateLookup;
+  templates: TemplateLookup;
   onDurable?: (envelopes: Envelope[]) => void;
   /**
    * Whether bridges run on this node now (cluster: only the processing-lease holder runs them,
@@ -112,9 +112,8 @@ export class BridgeSource implements Source {
     return problems;
   }
 
-  private templateExists(): ((id: string) => boolean) | undefined {
-    const t = this.opts.templates;
-    return t ? (id) => t.platformTemplate(id) !== undefined : undefined;
+  private templateExists(): (id: string) => boolean {
+    return (id) => this.opts.templates.platformTemplate(id) !== undefined;
   }
 
   private templateOf(def: BridgeDefinition): () => CompiledTemplate {
@@ -124,7 +123,7 @@ export class BridgeSource implements Source {
     }
     const id = def.template;
     return () => {
-      const t = this.opts.templates?.platformTemplate(id);
+      const t = this.opts.templates.platformTemplate(id);
       if (!t) throw new Error(`topic template ${id} no longer exists`);
       return t;
     };
