@@ -96,9 +96,10 @@ export function decodeEnvelope(env: Envelope, settings: ProjectSettings = {}): D
   return { points, message };
 }
 
-export function deadLetterOf(env: Envelope, reason: string): DeadLetter {
+/** The dead letter of a logged message (an Envelope) or of a decoded one (its raw archive row), with its reason. */
+export function deadLetterOf(m: Pick<RawMessage, 'tenant' | 'project' | 'device' | 'topic' | 'messageId' | 'receiveTime' | 'payload' | 'kind'>, reason: string): DeadLetter {
   return {
-    tenant: env.tenant, project: env.project, device: env.device, topic: env.topic,
-    messageId: env.messageId, receiveTime: env.receiveTime, reason, payload: env.payload, kind: env.kind,
+    tenant: m.tenant, project: m.project, device: m.device, topic: m.topic,
+    messageId: m.messageId, receiveTime: m.receiveTime, reason, payload: m.payload, kind: m.kind,
   };
 }

@@ -270,10 +270,7 @@ export class Pipeline {
     if (outcome === 'stored' || outcome === 'stopped') return outcome;
     if (outcome === 'exhausted') {
       const reason = `${STORE_FAILED} ${this.retry.maxAttempts} attempts: ${this.lastError ?? 'unknown error'}`;
-      const letters: DeadLetter[] = b.write.messages.map((m) => ({
-        tenant: m.tenant, project: m.project, device: m.device, topic: m.topic, messageId: m.messageId,
-        receiveTime: m.receiveTime, reason, payload: m.payload, kind: m.kind,
-      }));
+      const letters = b.write.messages.map((m) => deadLetterOf(m, reason));
       this.opts.logger.error({ messages: letters.length, reason }, 'store write kept failing; the batch goes to the dead-letter queue (replay it once the store is healthy)');
       return this.storeDeadLetters(letters, built, { duplicates: b.duplicates, suppressed: new Map() });
     }
@@ -286,7 +283,8 @@ export class Pipeline {
     }
     const env = records[0].envelope;
     const message = b.write.messages;
-    const letter = { ...deadLetterOf(env, `${STORE_REFUSED}: ${this.lastRefusal}`), messageId: message[0]?.messageId ?? env.messageId, kind: message[0]?.kind ?? env.kind };
+    // The decoded message carries the client's id and the classified kind, when decoding got that far.
+    const letter = deadLetterOf(message[0] ?? env, `${STORE_REFUSED}: ${this.lastRefusal}`);
     // Keep the raw message too when the store takes it on its own.
     const withMessage: WriteBatch = { points: [], messages: message, deadLetters: [letter] };
     const kept = await this.writeWithRetry(withMessage, true);
