@@ -8,7 +8,6 @@ import { mkdir, access, constants } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import type { Config } from './config/schema.js';
 import { FluxgateError } from './core/errors.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -22,7 +21,7 @@ import { DeviceAuth } from './registry/device-auth.js';
 import { ApiKeyApps } from './registry/api-key-apps.js';
 import { resolveAdminKey } from './registry/admin-key.js';
 import { Pipeline } from './process/pipeline.js';
-import { startProcessing } from './cluster/process-lease.js';
+import { clusterNodeId, startProcessing } from './cluster/process-lease.js';
 import { createApiServer, routeTable, type RouteEntry } from './api/server.js';
 import { LiveHub } from './api/live/hub.js';
 import { relayLiveOverNats } from './api/live/nats-relay.js';
@@ -150,7 +149,7 @@ export async function startNode(config: Readonly<Config>, opts: { logger?: Logge
     const sources: Source[] = [];
     const mqtt = config.mqtt.enabled ? createMqttSource({ config: config.mqtt, dataDir, log, auth: deviceAuth, admission, apps: new ApiKeyApps(store), templates, quotas, metrics, logger: logger.child({ component: 'mqtt' }),
       // A nats:// log: MQTT deliveries, shared subscriptions and sessions span the nodes (src/sources/mqtt/cluster/).
-      cluster: clustered ? { servers: natsServers, nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`, replicas: config.log.replicas } : undefined }) : undefined;
+      cluster: clustered ? { servers: natsServers, nodeId: clusterNodeId(config), replicas: config.log.replicas } : undefined }) : undefined;
     const routeToSubscribers = mqtt ? (envelopes: Envelope[]) => { for (const e of envelopes) mqtt.publish(e.tenant, { topic: e.topic, payload: Buffer.from(e.payload), qos: 1 }); } : undefined;
     // Bridges from external brokers; started once the node is up, stopped first (before the log closes).
     // With a nats:// log only the processing-lease holder runs them (one session per bridge in the cluster).

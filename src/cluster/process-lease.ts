@@ -306,6 +306,11 @@ interface PipelineLike {
  * once (and makes its next read check the consumer): without it, after a lease bounce A→B→A
  * the records B had in hand came back to A only after the consumer's ack_wait (60 s).
  */
+/** This node's name in the cluster: cluster.nodeId, else the host name and the process id (the lease, MQTT sessions and /readyz show it). */
+export function clusterNodeId(config: Pick<Config, 'cluster'>): string {
+  return config.cluster.nodeId ?? `${hostname()}-${process.pid}`;
+}
+
 export async function startProcessing(config: Readonly<Config>, pipeline: PipelineLike, logger?: Logger, log?: Pick<Log, 'release'>, group = 'process'): Promise<Processing> {
   if (!/^nats:\/\//.test(config.log.backend)) {
     pipeline.start();
@@ -323,7 +328,7 @@ export async function startProcessing(config: Readonly<Config>, pipeline: Pipeli
     }).catch((err) => logger?.error({ err }, 'processing start/stop failed'));
   };
   const lease = new ProcessLease({
-    servers: config.log.backend.split(','), nodeId: config.cluster.nodeId ?? `${hostname()}-${process.pid}`,
+    servers: config.log.backend.split(','), nodeId: clusterNodeId(config),
     ttlMs: config.cluster.leaseTtlMs, replicas: config.log.replicas, logger,
     onAcquired: () => { want = true; sync(); },
     onLost: () => { want = false; sync(); },
