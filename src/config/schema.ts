@@ -93,6 +93,7 @@ export const ConfigSchema = Type.Object({
     retentionBytes: Type.Integer({ minimum: 0, default: 10 * 1024 * MiB, description: 'Processed log segments beyond this total size are deleted oldest first, bytes (10 GiB; 0 = no size limit).' }),
     replicas: Type.Integer({ minimum: 1, maximum: 5, default: 1, description: 'JetStream stream replicas (log.backend nats://…); 3 in production on a 3-server NATS cluster.' }),
     shedSnapshotsAtRecords: Type.Integer({ minimum: 1, default: 250000, description: 'When processing is this many records behind, sources refuse snapshots (counted) and still take events and telemetry. Keep it below log.maxLagRecords.' }),
+    snapshotShare: Type.Number({ minimum: 0, maximum: 1, default: 0.1, description: 'Share of each processing batch kept for snapshots while any wait (0.1 = one record in ten; at least one, and events always keep one place). Processing prefers events, but with 0 (strict priority) a steady stream of events starves snapshots, so latest state and "last seen" from snapshots stop advancing until events let up. A lane with nothing waiting leaves its room to the other.' }),
     maxLagRecords: Type.Integer({ minimum: 1, default: 500000, description: 'When processing is this many records behind, sources slow down (HTTP 503, MQTT stops reading).' }),
   }, { default: {} }),
   store: Type.Object({
