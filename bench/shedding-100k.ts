@@ -24,7 +24,7 @@
  *     [--generators 4] [--seconds 60] [--drain-seconds 50] [--snapshot-every 30] [--events-per-snapshot 0.33]
  *     [--batch 200] [--shed-at 50000] [--max-lag 500000] [--window 20] [--outbox 40] [--store embedded|postgres://user@host:5432/db]
  *     [--node-heap-mib N (the node's --max-old-space-size)] [--cpu-prof DIR] [--log file|jetstream]
- *     [--memory-every S] [--store-cache-mib N] [--dedup-max-ids N] [--store-worker-heap-mib N]
+ *     [--memory-every S] [--store-cache-mib N] [--dedup-max-ids N] [--store-worker-heap-mib N] [--warmup-seconds 300]
  *
  * `--memory-every S` (default 15) prints, at the end, where the node's memory was every S
  * seconds of the run (docs/benchmarks.md "Memory under sustained overload"): RSS, the main
@@ -75,6 +75,7 @@ const { values: a } = parseArgs({
     'store-cache-mib': { type: 'string' },
     'dedup-max-ids': { type: 'string' },
     'store-worker-heap-mib': { type: 'string' },
+    'warmup-seconds': { type: 'string', default: '300' },
   },
 });
 const MODE = a.mode as 'gateway' | 'native';
@@ -146,7 +147,7 @@ function printMemory(samples: MemorySample[]): void {
 }
 
 function sum(cs: GeneratorCounters[]): GeneratorCounters {
-  const out: GeneratorCounters = { eventsOffered: 0, eventsAcked: 0, eventsRefused: 0, snapshotsOffered: 0, snapshotsAcked: 0, snapshotsShed: 0, snapshotsRefused: 0, heldBack: 0, connected: 0, errors: [] };
+  const out: GeneratorCounters = { eventsOffered: 0, eventsAcked: 0, eventsRefused: 0, snapshotsOffered: 0, snapshotsAcked: 0, snapshotsShed: 0, snapshotsRefused: 0, heldBack: 0, connected: 0, errors: [], warmupAcked: 0 };
   for (const c of cs) {
     for (const k of Object.keys(out) as Array<keyof GeneratorCounters>) if (k !== 'errors') (out[k] as number) += c[k] as number;
     out.errors.push(...c.errors);
@@ -178,7 +179,8 @@ async function storedIds(api: Api, from: number, to: number): Promise<{ events: 
     const r = await api('GET', `/api/v1/messages?from=${from}&to=${to}&limit=10000${after ? `&after=${encodeURIComponent(after)}` : ''}`);
     if (r.status !== 200) throw new Error(`GET /api/v1/messages: ${r.status} ${JSON.stringify(r.body)}`);
     for (const m of r.body.items as Array<{ kind: string; messageId: string }>) {
-      if (m.kind === 'snapshot') snapshots++; else events.add(m.messageId);
+      if (m.kind === 'snapshot') snapshots++;
+      else if (m.kind === 'event') events.add(m.messageId); // not the warm-up's attributes, which may fall in the range
     }
     after = r.body.next;
   } while (after);
@@ -239,7 +241,13 @@ try {
       warmupTopic: topic.replace('{kind}', 'attributes'),
     };
     progress.push(sum([]));
-    warmed.push(new Promise((resolve) => child.on('message', (m: any) => { if (m.type === 'warmed') resolve(); })));
+    warmed.push(new Promise((resolve, reject) => {
+      child.on('message', (m: any) => {
+        if (m.type === 'warmed') resolve();
+        if (m.type === 'failed') reject(new Error(`generator ${g}: ${m.error}`));
+      });
+      child.once('exit', (code) => reject(new Error(`generator ${g} exited (${code}) during the warm-up`)));
+    }));
     connected.push(new Promise((resolve, reject) => {
       child.on('message', (m: any) => {
         if (m.type === 'connected') resolve();
@@ -254,6 +262,8 @@ try {
       });
       child.once('exit', (code) => reject(new Error(`generator ${g} exited (${code})`)));
     }));
+    // Generators are killed in `finally` after a failed run: their exits then reject promises nobody awaits any more.
+    for (const p of [warmed.at(-1)!, connected.at(-1)!, done.at(-1)!]) p.catch(() => undefined);
     child.send(cfg);
   }
   const tc = performance.now();
@@ -262,7 +272,15 @@ try {
   // Warm-up (not measured): every device announces itself once, and processing catches up.
   const tw = performance.now();
   for (const g of generators) g.send('warmup');
-  await Promise.all(warmed);
+  // Bounded: a warm-up that stops making progress fails the run with where it stood.
+  let warmTimer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([Promise.all(warmed), new Promise<never>((_, reject) => {
+      warmTimer = setTimeout(() => reject(new Error(`the warm-up did not finish within ${a['warmup-seconds']} s (--warmup-seconds): ${fmt(progress.reduce((n, p) => n + p.warmupAcked, 0))} of ${fmt(DEVICES)} warm-up messages acknowledged; generator errors: ${progress.flatMap((p) => p.errors).slice(0, 5).join(' | ') || 'none'}`)), Number(a['warmup-seconds']) * 1000);
+    })]);
+  } finally {
+    clearTimeout(warmTimer);
+  }
   const warmAcked = performance.now();
   for (;;) {
     const m = await scrape(node.url);

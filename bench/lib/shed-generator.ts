@@ -49,11 +49,13 @@ export interface GeneratorCounters {
   eventsOffered: number; eventsAcked: number; eventsRefused: number;
   snapshotsOffered: number; snapshotsAcked: number; snapshotsShed: number; snapshotsRefused: number;
   heldBack: number; connected: number; errors: string[];
+  /** Warm-up messages acknowledged (reported during the warm-up, so the parent can say where it stalled). */
+  warmupAcked: number;
 }
 
 interface Pending { device: number; kind: 'event' | 'snapshot' }
 
-const counters: GeneratorCounters = { eventsOffered: 0, eventsAcked: 0, eventsRefused: 0, snapshotsOffered: 0, snapshotsAcked: 0, snapshotsShed: 0, snapshotsRefused: 0, heldBack: 0, connected: 0, errors: [] };
+const counters: GeneratorCounters = { eventsOffered: 0, eventsAcked: 0, eventsRefused: 0, snapshotsOffered: 0, snapshotsAcked: 0, snapshotsShed: 0, snapshotsRefused: 0, heldBack: 0, connected: 0, errors: [], warmupAcked: 0 };
 
 function noteError(msg: string): void {
   if (counters.errors.length < 20) counters.errors.push(msg);
@@ -80,15 +82,28 @@ class Conn {
     for (let i = this.phase.length - 1; i > 0; i--) { const j = Math.floor(Math.random() * (i + 1)); [this.phase[i], this.phase[j]] = [this.phase[j]!, this.phase[i]!]; }
   }
 
-  /** Sends one attributes message per device of this connection, `window` at a time. */
+  /**
+   * Sends one attributes message per device of this connection, `window` at a time. Fails when
+   * the connection closes meanwhile (mqtt.js leaves QoS 1 publishes in flight unanswered then).
+   */
   async warmup(): Promise<void> {
     let next = 0;
-    await Promise.all(Array.from({ length: this.cfg.window }, async () => {
-      while (next < this.spec.devices.length) {
-        const device = this.spec.devices[next++]!;
-        await this.client.publishAsync(this.cfg.warmupTopic.replace('{device}', device), JSON.stringify({ id: `${device}:boot`, fw: '2.4.1', model: 'door-sensor' }), { qos: 1 });
-      }
-    }));
+    let onClose!: () => void;
+    const closed = new Promise<never>((_, reject) => {
+      onClose = () => reject(new Error(`${this.spec.clientId}: connection closed during the warm-up (${counters.warmupAcked} warm-up messages acknowledged in this generator; errors: ${counters.errors.slice(-3).join(' | ') || 'none'})`));
+      this.client.once('close', onClose);
+    });
+    try {
+      await Promise.race([closed, Promise.all(Array.from({ length: this.cfg.window }, async () => {
+        while (next < this.spec.devices.length) {
+          const device = this.spec.devices[next++]!;
+          await this.client.publishAsync(this.cfg.warmupTopic.replace('{device}', device), JSON.stringify({ id: `${device}:boot`, fw: '2.4.1', model: 'door-sensor' }), { qos: 1 });
+          counters.warmupAcked++;
+        }
+      }))]);
+    } finally {
+      this.client.off('close', onClose);
+    }
   }
 
   async connect(): Promise<void> {
@@ -175,7 +190,12 @@ async function run(cfg: GeneratorConfig): Promise<void> {
   for (let i = 0; i < conns.length; i += 50) await Promise.all(conns.slice(i, i + 50).map((c) => c.connect()));
   process.send!({ type: 'connected', connected: counters.connected });
   await nextCommand('warmup');
-  await Promise.all(conns.map((c) => c.warmup()));
+  const warmReport = setInterval(() => process.send!({ type: 'progress', counters }), 1000);
+  try {
+    await Promise.all(conns.map((c) => c.warmup()));
+  } finally {
+    clearInterval(warmReport);
+  }
   process.send!({ type: 'warmed' });
   await nextCommand('start');
   const started = Date.now();
