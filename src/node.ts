@@ -56,11 +56,11 @@ export interface RunningNode {
 
 function createLog(config: Config, dataDir: string, metrics: Metrics, logger: Logger): Log {
   if (config.log.backend === 'file') {
-    // Two lanes (src/log/lanes/): <dataDir>/log/events and <dataDir>/log/snapshots; processing takes events first.
-    return createFileLaneLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
+    // Two lanes (src/log/lanes/): <dataDir>/log/events and <dataDir>/log/snapshots; processing takes events first, keeping log.snapshotShare for snapshots.
+    return createFileLaneLog({ dir: join(dataDir, 'log'), segmentBytes: config.log.segmentBytes, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, snapshotShare: config.log.snapshotShare, metrics, logger: logger.child({ component: 'log' }) });
   }
   if (/^nats:\/\//.test(config.log.backend)) {
-    return createJetStreamLaneLog({ servers: config.log.backend.split(','), replicas: config.log.replicas, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, metrics, logger: logger.child({ component: 'log' }) });
+    return createJetStreamLaneLog({ servers: config.log.backend.split(','), replicas: config.log.replicas, retentionHours: config.log.retentionHours, retentionBytes: config.log.retentionBytes, maxLagRecords: config.log.maxLagRecords, snapshotShare: config.log.snapshotShare, metrics, logger: logger.child({ component: 'log' }) });
   }
   throw new FluxgateError('CONFIG_INVALID', `log.backend ${JSON.stringify(config.log.backend)} (--log, FLUXGATE_LOG) is not understood: use "file" or nats://HOST:PORT`);
 }

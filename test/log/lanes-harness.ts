@@ -18,12 +18,16 @@ export interface LaneHarness {
 /** Lane priority of an envelope, for the conformance suite: events lane first. */
 export const laneIndex = (e: { kind: string }): number => (e.kind === 'snapshot' ? 1 : 0);
 
-/** An open WAL lane log in a fresh temp dir (or over `existing`, e.g. a single-lane log to migrate). */
-export async function fileLaneHarness(over: { maxLagRecords?: number; idleSliceMs?: number } = {}, existing?: { dir: string; cleanup: () => Promise<void> }): Promise<LaneHarness> {
+/**
+ * An open WAL lane log in a fresh temp dir (or over `existing`, e.g. a single-lane log to
+ * migrate). `snapshotShare` defaults to 0, strict priority (the read order the conformance suite
+ * expects), not the node's log.snapshotShare default of 0.1.
+ */
+export async function fileLaneHarness(over: { maxLagRecords?: number; idleSliceMs?: number; snapshotShare?: number } = {}, existing?: { dir: string; cleanup: () => Promise<void> }): Promise<LaneHarness> {
   const tmp = existing ?? await tempDir('fluxgate-lanes-');
   const metrics = new Metrics({ defaultMetrics: false });
   const dir = join(tmp.dir, 'log');
-  const make = () => createFileLaneLog({ dir, segmentBytes: 1024 * 1024, retentionHours: 72, retentionBytes: 0, maxLagRecords: over.maxLagRecords ?? 1000, idleSliceMs: over.idleSliceMs, metrics });
+  const make = () => createFileLaneLog({ dir, segmentBytes: 1024 * 1024, retentionHours: 72, retentionBytes: 0, maxLagRecords: over.maxLagRecords ?? 1000, idleSliceMs: over.idleSliceMs, snapshotShare: over.snapshotShare, metrics });
   let current = make();
   try {
     await current.open();
@@ -39,10 +43,10 @@ export async function fileLaneHarness(over: { maxLagRecords?: number; idleSliceM
 }
 
 /** An open JetStream lane log on streams of its own; cleanup deletes both. */
-export async function jetStreamLaneHarness(servers: string, over: { maxLagRecords?: number } = {}): Promise<LaneHarness & { stream: string }> {
+export async function jetStreamLaneHarness(servers: string, over: { maxLagRecords?: number; snapshotShare?: number } = {}): Promise<LaneHarness & { stream: string }> {
   const metrics = new Metrics({ defaultMetrics: false });
   const stream = uniqueStream();
-  const make = () => createJetStreamLaneLog({ servers, stream, maxLagRecords: over.maxLagRecords ?? 1000, retentionHours: 72, retentionBytes: 0, metrics });
+  const make = () => createJetStreamLaneLog({ servers, stream, maxLagRecords: over.maxLagRecords ?? 1000, retentionHours: 72, retentionBytes: 0, snapshotShare: over.snapshotShare, metrics });
   let current = make();
   await current.open();
   return {

@@ -1,6 +1,7 @@
 /**
  * @module The lane log (src/log/lanes/) runs the Log conformance suite over the WAL and over
- * JetStream, plus its own promises: events are read before snapshots, a mixed append lands in
+ * JetStream, plus its own promises: events are read before snapshots, except the share of each
+ * read kept for snapshots (snapshotShare) so sustained events cannot starve them, a mixed append lands in
  * both lanes, commits go to the right lane, pressure and metrics per lane, and a single-lane
  * log from an earlier version is read as the events lane.
  */
@@ -12,6 +13,7 @@ import type { Envelope } from '../../src/core/envelope.js';
 import type { LogRecord } from '../../src/log/log.js';
 import { createFileLog } from '../../src/log/wal/index.js';
 import { createLaneLog } from '../../src/log/lanes/index.js';
+import { snapshotReserve } from '../../src/log/lanes/lane-log.js';
 import type { Log } from '../../src/log/log.js';
 import { runLogSuite, readRecords, testEnvelope, assertSameEnvelope } from '../conformance/log.suite.js';
 import { NATS_SERVER_BIN, startNatsServer, type NatsHandle } from '../helpers/nats-server.js';
@@ -35,6 +37,21 @@ if (!NATS_SERVER_BIN) {
       await h.log.append(range(20, 40).map((n) => env(n, 'event')));
       const got = await readRecords(h.log, 'g', 40, 15);
       assert.deepEqual(ids(got), [...names(20, 40), ...names(0, 20)]);
+    } finally {
+      await h.cleanup();
+    }
+  });
+
+  it('lanes over jetstream - with snapshotShare 0.1 a read of 10 from two full lanes takes 9 events and 1 snapshot', async () => {
+    const h = await jetStreamLaneHarness(nats.url, { snapshotShare: 0.1 });
+    try {
+      await h.log.append(range(0, 20).map((n) => env(n, 'snapshot')));
+      await h.log.append(range(20, 40).map((n) => env(n, 'event')));
+      await waitFor(() => h.log.pressure().lagRecords === 40, { what: 'both lanes to hold their records' });
+      const first = await h.log.read('g', 10, 0);
+      assert.deepEqual(ids(first.records), [...names(20, 29), 'm-0']);
+      await h.log.commit('g', first);
+      assert.deepEqual(ids((await h.log.read('g', 10, 0)).records), [...names(29, 38), 'm-1']);
     } finally {
       await h.cleanup();
     }
@@ -182,35 +199,127 @@ describe('lanes - upgrade from a single-lane log', () => {
   });
 });
 
-describe('lanes - failures', () => {
-  it('lanes - when the snapshot lane cannot be read, the events already taken are still handed out (none skipped)', async () => {
-    const tmp = await tempDir('fluxgate-lanes-fail-');
-    const wal = (name: string) => createFileLog({ dir: join(tmp.dir, name), segmentBytes: 1 << 20, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e9 });
-    const snapshots = wal('snapshots');
-    let failing = false;
-    // The real WAL, with reads that fail on command (a disk error on that lane).
-    const flaky: Log = {
-      open: () => snapshots.open(), append: (b) => snapshots.append(b), commit: (g, b) => snapshots.commit(g, b),
-      enforceRetention: (now) => snapshots.enforceRetention(now), pressure: () => snapshots.pressure(), close: () => snapshots.close(),
-      read: (g, max, waitMs) => (failing ? Promise.reject(new Error('EIO: snapshot lane unreadable')) : snapshots.read(g, max, waitMs)),
-    };
-    const log = createLaneLog({ lanes: { events: wal('events'), snapshots: flaky }, maxLagRecords: 1e9 });
-    await log.open();
-    try {
-      await log.append(range(0, 10).map((n) => env(n, n % 2 ? 'snapshot' : 'event')));
-      failing = true;
-      const first = await log.read('g', 20, 0);
-      assert.deepEqual(ids(first.records), ['m-0', 'm-2', 'm-4', 'm-6', 'm-8']);
-      await log.commit('g', first);
-      await log.append([env(10, 'event')]);
-      assert.deepEqual(ids((await log.read('g', 20, 0)).records), ['m-10']);
-      failing = false;
-      assert.deepEqual(ids(await readRecords(log, 'g', 5)), ['m-1', 'm-3', 'm-5', 'm-7', 'm-9']);
-    } finally {
-      await log.close();
-      await tmp.cleanup();
-    }
+/** A lane log over two real WALs whose snapshot lane's reads fail on command (a disk error on that lane). */
+async function withFlakySnapshotLane(snapshotShare: number, fn: (log: Log, fail: (on: boolean) => void) => Promise<void>): Promise<void> {
+  const tmp = await tempDir('fluxgate-lanes-fail-');
+  const wal = (name: string) => createFileLog({ dir: join(tmp.dir, name), segmentBytes: 1 << 20, retentionHours: 0, retentionBytes: 0, maxLagRecords: 1e9 });
+  const snapshots = wal('snapshots');
+  let failing = false;
+  const flaky: Log = {
+    open: () => snapshots.open(), append: (b) => snapshots.append(b), commit: (g, b) => snapshots.commit(g, b),
+    enforceRetention: (now) => snapshots.enforceRetention(now), pressure: () => snapshots.pressure(), close: () => snapshots.close(),
+    read: (g, max, waitMs) => (failing ? Promise.reject(new Error('EIO: snapshot lane unreadable')) : snapshots.read(g, max, waitMs)),
+  };
+  const log = createLaneLog({ lanes: { events: wal('events'), snapshots: flaky }, maxLagRecords: 1e9, snapshotShare });
+  await log.open();
+  try {
+    await fn(log, (on) => { failing = on; });
+  } finally {
+    await log.close();
+    await tmp.cleanup();
+  }
+}
+
+describe('lanes - snapshot share', () => {
+  const offsetsIncrease = (records: LogRecord[]): void => {
+    for (let i = 1; i < records.length; i++) assert.ok(records[i]!.offset > records[i - 1]!.offset, `offsets increase at ${i}`);
+  };
+  /** 30 snapshots appended before 30 events, so a reader behind has both lanes full. */
+  const bothFull = async (log: Log): Promise<void> => {
+    await log.append(range(0, 30).map((n) => env(n, 'snapshot')));
+    await log.append(range(30, 60).map((n) => env(n, 'event')));
+  };
+
+  it('lanes - the reserve is ceil(max x share), at least 1 and at most max - 1; 0 for share 0 or max 1', () => {
+    assert.equal(snapshotReserve(10, 0.1), 1);
+    assert.equal(snapshotReserve(30, 0.1), 3, 'no extra place from float error (0.1 x 30)');
+    assert.equal(snapshotReserve(5000, 0.1), 500);
+    assert.equal(snapshotReserve(3, 0.01), 1);
+    assert.equal(snapshotReserve(10, 1), 9, 'events keep one place');
+    assert.equal(snapshotReserve(10, 0), 0);
+    assert.equal(snapshotReserve(1, 0.5), 0);
   });
+
+  it('lanes - with share 0.1 a read of 10 from two full lanes takes 9 events then 1 snapshot', () => withLanes({ snapshotShare: 0.1 }, async ({ log }) => {
+    await bothFull(log);
+    const got = (await log.read('g', 10, 0)).records;
+    assert.deepEqual(ids(got), [...names(30, 39), 'm-0']);
+    offsetsIncrease(got);
+  }));
+
+  it('lanes - with share 0 a read of 10 from two full lanes takes 10 events (strict priority)', () => withLanes({ snapshotShare: 0 }, async ({ log }) => {
+    await bothFull(log);
+    assert.deepEqual(ids((await log.read('g', 10, 0)).records), names(30, 40));
+  }));
+
+  it('lanes - when fewer snapshots wait than the reserve, events take the rest, still ahead of the snapshots in the batch', () => withLanes({ snapshotShare: 0.2 }, async ({ log }) => {
+    await log.append(range(0, 2).map((n) => env(n, 'snapshot')));
+    await log.append(range(2, 40).map((n) => env(n, 'event')));
+    const got = (await log.read('g', 20, 0)).records; // reserve 4, only 2 snapshots
+    assert.deepEqual(ids(got), [...names(2, 20), 'm-0', 'm-1']);
+    offsetsIncrease(got);
+    // And the other way: few events leave their room to snapshots.
+    await log.commit('g', { records: got });
+    await log.append(range(40, 70).map((n) => env(n, 'snapshot')));
+    const next = (await log.read('g', 30, 0)).records;
+    assert.deepEqual(ids(next), [...names(20, 40), ...names(40, 50)]);
+    offsetsIncrease(next);
+  }));
+
+  for (const share of [0.1, 0]) {
+    it(`lanes - sustained event load: reads and commits drain snapshots at the share rate (${share})`, () => withLanes({ snapshotShare: share, maxLagRecords: 1e9 }, async ({ log }) => {
+      await log.append(range(0, 50).map((n) => env(n, 'snapshot')));
+      await log.append(range(1000, 1020).map((n) => env(n, 'event')));
+      let next = 1020;
+      const snapshotsTaken: number[] = [];
+      for (let round = 0; round < 30; round++) {
+        // Events arrive as fast as processing takes them: the event lane never runs dry.
+        await log.append(range(next, next + 10).map((n) => env(n, 'event')));
+        next += 10;
+        const batch = await log.read('g', 10, 0);
+        assert.equal(batch.records.length, 10);
+        offsetsIncrease(batch.records);
+        snapshotsTaken.push(batch.records.filter((r) => r.envelope.kind === 'snapshot').length);
+        await log.commit('g', batch);
+      }
+      const lanes = log.pressure().lanes!;
+      if (share > 0) {
+        assert.deepEqual(snapshotsTaken, Array(30).fill(1), 'one snapshot in every batch of 10');
+        assert.deepEqual(lanes, { events: { lagRecords: 20 + 30 }, snapshots: { lagRecords: 50 - 30 } });
+      } else {
+        assert.deepEqual(snapshotsTaken, Array(30).fill(0), 'strict priority: no snapshot while events wait');
+        assert.deepEqual(lanes, { events: { lagRecords: 20 }, snapshots: { lagRecords: 50 } });
+      }
+    }));
+  }
+});
+
+describe('lanes - failures', () => {
+  it('lanes - when the snapshot lane cannot be read, the events already taken are still handed out (none skipped)', () => withFlakySnapshotLane(0, async (log, fail) => {
+    await log.append(range(0, 10).map((n) => env(n, n % 2 ? 'snapshot' : 'event')));
+    fail(true);
+    const first = await log.read('g', 20, 0);
+    assert.deepEqual(ids(first.records), ['m-0', 'm-2', 'm-4', 'm-6', 'm-8']);
+    await log.commit('g', first);
+    await log.append([env(10, 'event')]);
+    assert.deepEqual(ids((await log.read('g', 20, 0)).records), ['m-10']);
+    fail(false);
+    assert.deepEqual(ids(await readRecords(log, 'g', 5)), ['m-1', 'm-3', 'm-5', 'm-7', 'm-9']);
+  }));
+
+  it('lanes - with a snapshot share, a failing snapshot read after the events were taken hands out those events and fills the batch with events; nothing skipped', () => withFlakySnapshotLane(0.1, async (log, fail) => {
+    await log.append(range(0, 30).map((n) => env(n, 'event')));
+    await log.append(range(30, 35).map((n) => env(n, 'snapshot')));
+    fail(true);
+    const first = await log.read('g', 10, 0);
+    assert.deepEqual(ids(first.records), names(0, 10), '9 events, then the snapshot place goes to events too');
+    await log.commit('g', first);
+    // Nothing left in the event lane but the failing snapshot lane: the failure shows.
+    assert.deepEqual(ids(await readRecords(log, 'g', 20)), names(10, 30));
+    await assert.rejects(log.read('g', 10, 0), /EIO/);
+    fail(false);
+    assert.deepEqual(ids(await readRecords(log, 'g', 5)), names(30, 35), 'every snapshot still there');
+  }));
 });
 
 describe('lanes - waits', () => {

@@ -19,6 +19,9 @@ import { migrateSingleLaneLog } from './migrate.js';
 export { LANES, laneOfKind, type Lane } from './lane.js';
 export type { LaneLogOptions };
 
+/** How the lane log reads its lanes (LaneLogOptions, lane-log.ts). */
+export type LaneReadOptions = Pick<LaneLogOptions, 'idleSliceMs' | 'snapshotShare'>;
+
 export function createLaneLog(opts: LaneLogOptions): Log {
   return new LaneLog(opts);
 }
@@ -29,19 +32,19 @@ function measured(log: LaneLog, metrics?: LaneMetrics): LaneLog {
 }
 
 /** The embedded log in lanes; `opts.dir` is the log's root (`<dataDir>/log`). */
-export function createFileLaneLog(opts: FileLogOptions & { idleSliceMs?: number }): Log {
+export function createFileLaneLog(opts: FileLogOptions & LaneReadOptions): Log {
   const metrics = opts.metrics ? new LaneMetrics(opts.metrics) : undefined;
   const eventsDir = join(opts.dir, 'events');
   const lane = (name: 'events' | 'snapshots') => createFileLog({ ...opts, dir: join(opts.dir, name), metrics: metrics?.forLane(name), logger: opts.logger?.child({ lane: name }) });
   return measured(new LaneLog({
     lanes: { events: lane('events'), snapshots: lane('snapshots') },
-    maxLagRecords: opts.maxLagRecords, idleSliceMs: opts.idleSliceMs, logger: opts.logger,
+    maxLagRecords: opts.maxLagRecords, idleSliceMs: opts.idleSliceMs, snapshotShare: opts.snapshotShare, logger: opts.logger,
     beforeOpen: async () => { await migrateSingleLaneLog(opts.dir, eventsDir, opts.logger); },
   }), metrics);
 }
 
 /** The JetStream log in lanes: stream `<stream>` (default FLUXGATE) for events, `<stream>_SNAPSHOTS` for snapshots. */
-export function createJetStreamLaneLog(opts: JetStreamLogOptions & { idleSliceMs?: number }): Log {
+export function createJetStreamLaneLog(opts: JetStreamLogOptions & LaneReadOptions): Log {
   const metrics = opts.metrics ? new LaneMetrics(opts.metrics) : undefined;
   const stream = opts.stream ?? 'FLUXGATE';
   const prefix = opts.subjectPrefix ?? `${stream.toLowerCase()}.msg`;
@@ -50,6 +53,6 @@ export function createJetStreamLaneLog(opts: JetStreamLogOptions & { idleSliceMs
       events: createJetStreamLog({ ...opts, stream, subjectPrefix: prefix, metrics: metrics?.forLane('events'), logger: opts.logger?.child({ lane: 'events' }) }),
       snapshots: createJetStreamLog({ ...opts, stream: `${stream}_SNAPSHOTS`, subjectPrefix: `${prefix}_snapshots`, metrics: metrics?.forLane('snapshots'), logger: opts.logger?.child({ lane: 'snapshots' }) }),
     },
-    maxLagRecords: opts.maxLagRecords, idleSliceMs: opts.idleSliceMs, logger: opts.logger,
+    maxLagRecords: opts.maxLagRecords, idleSliceMs: opts.idleSliceMs, snapshotShare: opts.snapshotShare, logger: opts.logger,
   }), metrics);
 }

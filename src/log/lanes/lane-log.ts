@@ -7,12 +7,20 @@
  *   fails the call rejects (after both settled) and nothing of it counts as acknowledged — a
  *   part already durable is then logged twice when the source retries, which stores absorb
  *   (idempotent on message id).
- * - `read` is strict priority: events first; snapshots only fill what the event lane left of
- *   `max` (so only when the event lane is caught up). Snapshots may wait as long as events
- *   alone keep processing busy; that backlog stays bounded because admission sheds new
- *   snapshots once the lag passes log.shedSnapshotsAtRecords. While both lanes are empty the
- *   read waits on the event lane in slices of `idleSliceMs` and looks at the snapshot lane
- *   between them: an event wakes a waiting reader at once, a snapshot within one slice.
+ * - `read` prefers events without starving snapshots: `snapshotShare` of each read's `max`
+ *   (ceil(max × share), at least 1 and at most max − 1 when share > 0 and max > 1) is kept for
+ *   the snapshot lane. A read takes events up to `max − reserve`, then snapshots up to what is
+ *   left, then — when the snapshot lane had fewer than its reserve — events again for the rest;
+ *   so a lane with nothing waiting leaves its room to the other, and under sustained event load
+ *   snapshots still advance at the share rate (latest state and "last seen" move). Events always
+ *   keep at least one place, so a share of 1 does not reverse the priority. With share 0 (or
+ *   max 1) it is strict priority: snapshots only fill what the event lane left. Snapshots beyond
+ *   their share still wait; that backlog stays bounded because admission sheds new snapshots
+ *   once the lag passes log.shedSnapshotsAtRecords. While both lanes are empty the read waits
+ *   on the event lane in slices of `idleSliceMs` and looks at the snapshot lane between them:
+ *   an event wakes a waiting reader at once, a snapshot within one slice.
+ * - A batch holds its events first (both event reads, in lane order), then its snapshots, so
+ *   offsets stay ascending within a read (lane.ts) and each lane's part of a commit is in order.
  * - Order per device holds within a lane. An event and a snapshot of one device may be
  *   processed in the other order; latest state is last-write-wins by device time, so that is
  *   safe (the snapshot is older state either way when it was sent before the event).
@@ -34,6 +42,11 @@ export interface LaneLogOptions {
   lanes: Record<Lane, Log>;
   /** `pressure().overLimit` once all lanes together are this many records behind. */
   maxLagRecords: number;
+  /**
+   * Fraction (0–1) of each read's `max` kept for the snapshot lane while it has records, so
+   * sustained events cannot starve snapshots; default 0 (strict priority). See the module comment.
+   */
+  snapshotShare?: number;
   /** While idle, a read waits on the event lane this long before looking at snapshots again, ms; default 100. */
   idleSliceMs?: number;
   /** Runs before the lanes open (the WAL moves a single-lane log into the events lane here). */
@@ -143,24 +156,41 @@ export class LaneLog implements Log {
   }
 
   /**
-   * Whatever is ready now, lanes in priority order, up to `max` records. Records a lane already
-   * handed out are never dropped: when a later lane's read fails they are returned alone (the
-   * failure shows again at the next read), since that lane's cursor has moved past them.
+   * Whatever is ready now, up to `max` records: events, then the snapshots' share, then events
+   * again for the room the snapshot lane left (module comment). Records a lane already handed
+   * out are never dropped: when a later read fails the records taken so far are returned (the
+   * failure shows again at the next read), since those lanes' cursors have moved past them.
    */
   private async takeInOrder(group: string, max: number): Promise<LogRecord[]> {
-    let out: LogRecord[] = [];
-    for (let i = 0; i < this.inner.length && out.length < max; i++) {
-      let got: LogRecord[];
-      try {
-        got = (await this.inner[i]!.read(group, max - out.length, 0)).records;
-      } catch (err) {
-        if (out.length === 0) throw err;
-        this.opts.logger?.warn({ err, group, lane: LANES[i] }, 'log lane read failed; handing out the other lanes\' records first');
-        return out;
-      }
-      if (got.length) out = out.length ? out.concat(this.tag(i, got)) : this.tag(i, got);
+    const [eventLane, snapshotLane] = this.inner as [Log, Log];
+    const reserve = snapshotReserve(max, this.opts.snapshotShare ?? 0);
+    const events = (await eventLane.read(group, max - reserve, 0)).records;
+    let snapshots: LogRecord[] = [];
+    let more: LogRecord[] = [];
+    let failed: { err: unknown; lane: Lane } | undefined;
+    try {
+      // An inner read of 0 may still hand out one record (JetStream pulls at least 1): never ask for 0.
+      if (events.length < max) snapshots = (await snapshotLane.read(group, max - events.length, 0)).records;
+    } catch (err) {
+      failed = { err, lane: 'snapshots' };
     }
-    return out;
+    const room = max - events.length - snapshots.length;
+    // Only when the event lane filled its part: fewer means it had no more a moment ago.
+    if (room > 0 && reserve > 0 && events.length === max - reserve) {
+      try {
+        more = (await eventLane.read(group, room, 0)).records;
+      } catch (err) {
+        failed ??= { err, lane: 'events' };
+      }
+    }
+    if (failed) {
+      if (events.length === 0 && snapshots.length === 0) throw failed.err;
+      this.opts.logger?.warn({ err: failed.err, group, lane: failed.lane }, 'log lane read failed; handing out the records already taken first');
+    }
+    this.tag(0, events);
+    this.tag(0, more);
+    this.tag(1, snapshots);
+    return more.length || snapshots.length ? events.concat(more, snapshots) : events;
   }
 
   /** Rewrites the inner records' offsets in place (they are this read's own objects). */
@@ -168,6 +198,16 @@ export class LaneLog implements Log {
     for (const r of records) r.offset = tagOffset(index, r.offset);
     return records;
   }
+}
+
+/**
+ * Places of a read of `max` kept for snapshots: ceil(max × share), at least 1 and at most
+ * max − 1 when share > 0 and max > 1 (events always keep one place); 0 otherwise.
+ */
+export function snapshotReserve(max: number, share: number): number {
+  if (!(share > 0) || max <= 1) return 0;
+  // The epsilon keeps float error from adding a place (0.1 × 30 is 3.0000000000000004).
+  return Math.min(max - 1, Math.max(1, Math.ceil(max * Math.min(1, share) - 1e-9)));
 }
 
 /** Waits for every promise; then rethrows the first failure, if any. */

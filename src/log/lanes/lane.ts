@@ -14,7 +14,7 @@
 import type { MessageKind } from '../../core/envelope.js';
 
 export type Lane = 'events' | 'snapshots';
-/** In priority order: a read takes the first lane that has records. */
+/** In priority order: a read prefers the first lane and keeps log.snapshotShare of it for the second (lane-log.ts). */
 export const LANES: readonly Lane[] = ['events', 'snapshots'];
 
 const LANE_SHIFT = 56n;
