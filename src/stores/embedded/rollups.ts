@@ -13,11 +13,25 @@
  * compaction. A point replayed after raw retention deleted it is counted again (nothing is left
  * to recognise it by), and a late point into a bucket whose raw points retention removed
  * recomputes that bucket from what is left.
+ *
+ * Memory between compactions: a fleet sending snapshots puts one or two points into one minute
+ * per series between two compactions, and the writer compacts at 100,000 pending series
+ * (./write.ts), so the per-series cost is what counts. The pending state of a series lives in
+ * columns indexed by its slot of the writer's PendingSeries (./latest.ts), unboxed numbers where
+ * they are numbers: the accumulator of its current minute inline (min/max/sum are null exactly
+ * when numericCount is 0); only a series with a second minute or a dirty bucket gets a
+ * MoreBuckets; hour buckets exist only during the flush. Measured with
+ * `node --expose-gc --import tsx bench/writer-pending-memory.ts` (100,008 series of 9-key
+ * snapshots, half of them sent twice: 150,012 points; V8 heap freed by the compaction ÷ series,
+ * latest state and roll-ups together): 1,481 bytes per pending series with one SeriesFold object
+ * per series (two Maps, two Sets, three small objects, an accumulator object, a LatestEntry),
+ * 322 bytes now; with one point per series (`--second 0`) 1,446 → 292 bytes.
  */
 import type { Statement } from 'better-sqlite3';
 import { addPoint, bucketCeil, checkResolution, mergeAcc, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
 import type { Resolution, Rollup, RollupQuery } from '../store.js';
 import { decodeValue, type SqlValue } from './codec.js';
+import type { PendingSeries } from './latest.js';
 import type { Names } from './names.js';
 import { NameKind, type Db } from './schema.js';
 import type { Writer } from './write.js';
@@ -40,18 +54,13 @@ type Acc = RollupAcc<SqlValue>;
 interface StoredRow { bucket: number; n: number; num_n: number; min: number | null; max: number | null; sum: number | null;
   first_ts: number; first_mid: string; first_v: SqlValue; last_ts: number; last_mid: string; last_v: SqlValue }
 
-/** Pending roll-up state of one series since the last compaction. */
-interface SeriesFold {
-  t: number; d: number; k: number;
-  /** An upper bound of the device times this series has in `points`. */
-  compacted: number;
-  /** The latest device time staged since the last compaction. */
-  stagedMax: number;
-  /** Deltas of buckets whose every new point is known. */
-  buckets: Record<Resolution, Map<number, Acc>>;
+/** The rarer pending state of a series: minute buckets other than its current one, dirty buckets. */
+class MoreBuckets {
+  /** Deltas of buckets whose every new point is known, but the series' current one (held inline). */
+  readonly minutes = new Map<number, Acc>();
   /** Buckets to recompute from `points` at compaction (a replay or a late point touched them). */
-  dirty: Record<Resolution, Set<number>>;
-  last: Record<Resolution, { b: number; acc: Acc | undefined }>;
+  readonly dirtyMinutes = new Set<number>();
+  readonly dirtyHours = new Set<number>();
 }
 
 /**
@@ -68,11 +77,24 @@ export class RollupWriter {
   private readonly stagedRows;
   private readonly seriesMax;
   private readonly bucketRows;
-  private readonly pending = new Map<number, Map<number, SeriesFold>>();
-  private readonly order: SeriesFold[] = [];
-  /** The device of the last offered point and its pending keys. */
-  private lastDevice = -1;
-  private lastKeys: Map<number, SeriesFold> | undefined;
+  // Columns by slot of `pending`. `bound`: an upper bound of the device times the series has in
+  // `points`; `stagedMax`: the latest device time staged since the last compaction; `minute`: the
+  // start of the current bucket (NaN: none), whose accumulator is the columns after it.
+  private readonly bound: number[] = [];
+  private readonly stagedMax: number[] = [];
+  private readonly minute: number[] = [];
+  private readonly count: number[] = [];
+  private readonly numericCount: number[] = [];
+  private readonly min: number[] = [];
+  private readonly max: number[] = [];
+  private readonly sum: number[] = [];
+  private readonly firstTs: number[] = [];
+  private readonly firstMid: string[] = [];
+  private readonly first: SqlValue[] = [];
+  private readonly lastTs: number[] = [];
+  private readonly lastMid: string[] = [];
+  private readonly last: SqlValue[] = [];
+  private readonly more: Array<MoreBuckets | undefined> = [];
   /** Per series (device id → key id), an upper bound of the device times in `points`. */
   private readonly compactedMax = new Map<number, Map<number, number>>();
   private tracked = 0;
@@ -85,7 +107,8 @@ export class RollupWriter {
   private readonly series;
   private readonly deleteSeries: Record<Resolution, Statement<unknown[]>>;
 
-  constructor(private readonly db: Db, private readonly maxTracked = MAX_TRACKED_SERIES) {
+  /** `pending`: the writer's series index, shared with its pending latest state; the writer clears it after `compacted()`. */
+  constructor(private readonly db: Db, private readonly pending: PendingSeries, private readonly maxTracked = MAX_TRACKED_SERIES) {
     this.stagedRows = db.prepare('SELECT tenant_id, device_id, key_id, ts FROM points_recent').raw();
     this.seriesMax = db.prepare('SELECT max(ts) FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ?').pluck();
     this.bucketRows = db.prepare('SELECT ts, message_id, v FROM points WHERE tenant_id = ? AND device_id = ? AND key_id = ? AND ts >= ? AND ts < ?').raw();
@@ -108,43 +131,99 @@ export class RollupWriter {
     const replace = (r: Resolution) => db.prepare(`INSERT OR REPLACE INTO ${TABLE[r]} ${cols} VALUES ${rows(1)}`);
     this.replace = { '1m': replace('1m'), '1h': replace('1h') };
     // After a crash: what was staged is not known to be new; recompute its buckets at compaction.
-    for (const [t, dev, key, ts] of this.stagedRows.all() as Array<[number, number, number, number]>) this.markDirty(this.fold(t, dev, key), ts);
+    for (const [t, dev, key, ts] of this.stagedRows.all() as Array<[number, number, number, number]>) {
+      const s = this.pending.slot(t, dev, key);
+      this.fold(s);
+      this.markDirty(s, ts);
+    }
   }
 
   /**
-   * Takes one committed point: `fresh` when its staging insert stored every row of its
-   * statement (so it was not staged before).
+   * Takes one committed point of the series in slot `s` of the writer's PendingSeries: `fresh`
+   * when its staging insert stored every row of its statement (so it was not staged before).
    */
-  offer(t: number, d: number, k: number, ts: number, mid: string, v: SqlValue, fresh: boolean): void {
-    // Hot path (every written point): the device's keys are looked up once for its consecutive points.
-    let keys = this.lastKeys;
-    if (this.lastDevice !== d || !keys) {
-      keys = this.pending.get(d);
-      this.lastDevice = d;
-      this.lastKeys = keys;
-    }
-    const f = keys?.get(k) ?? this.fold(t, d, k);
-    if (ts > f.stagedMax) f.stagedMax = ts;
-    if (!fresh || ts <= f.compacted) {
-      this.markDirty(f, ts);
+  offer(s: number, ts: number, mid: string, v: SqlValue, fresh: boolean): void {
+    // Hot path (every written point): array reads and writes only, unless the point opens a new minute.
+    if (s >= this.bound.length) this.fold(s);
+    if (ts > this.stagedMax[s]) this.stagedMax[s] = ts;
+    if (!fresh || ts <= this.bound[s]) {
+      this.markDirty(s, ts);
       return;
     }
     // Hours are merged from the minutes at compaction (an hour is dirty when a minute of it is).
-    this.addTo(f, '1m', ts - (((ts % MINUTE) + MINUTE) % MINUTE), ts, mid, v);
+    const b = ts - (((ts % MINUTE) + MINUTE) % MINUTE);
+    if (this.minute[s] === b) this.addInline(s, ts, mid, v);
+    else this.switchMinute(s, b, ts, mid, v);
   }
 
-  private addTo(f: SeriesFold, r: Resolution, b: number, ts: number, mid: string, v: SqlValue): void {
-    const last = f.last[r];
-    if (last.b === b) {
-      addPoint(last.acc!, ts, mid, v);
+  /** A point into another minute than the series' current one: that one moves into MoreBuckets, and `b` becomes current. */
+  private switchMinute(s: number, b: number, ts: number, mid: string, v: SqlValue): void {
+    let more = this.more[s];
+    if (more !== undefined && more.dirtyMinutes.has(b)) return;
+    const cur = this.minute[s];
+    if (!Number.isNaN(cur)) {
+      if (more === undefined) this.more[s] = more = new MoreBuckets();
+      more.minutes.set(cur, this.accOf(s));
+    }
+    const acc = more?.minutes.get(b);
+    if (acc === undefined) {
+      this.setInline(s, b, newAcc(ts, mid, v));
       return;
     }
-    if (f.dirty[r].size > 0 && f.dirty[r].has(b)) return;
-    let acc = f.buckets[r].get(b);
-    if (acc) addPoint(acc, ts, mid, v);
-    else f.buckets[r].set(b, acc = newAcc(ts, mid, v));
-    last.b = b;
-    last.acc = acc;
+    more!.minutes.delete(b);
+    this.setInline(s, b, acc);
+    this.addInline(s, ts, mid, v);
+  }
+
+  /** addPoint() on the series' current bucket. */
+  private addInline(s: number, ts: number, mid: string, v: SqlValue): void {
+    this.count[s]++;
+    if (typeof v === 'number' && !Number.isNaN(v)) {
+      if (this.numericCount[s]++ === 0) {
+        this.min[s] = v;
+        this.max[s] = v;
+        this.sum[s] = v;
+      } else {
+        if (v < this.min[s]) this.min[s] = v;
+        if (v > this.max[s]) this.max[s] = v;
+        this.sum[s] += v;
+      }
+    }
+    if (ts < this.firstTs[s] || (ts === this.firstTs[s] && mid < this.firstMid[s])) {
+      this.firstTs[s] = ts; this.firstMid[s] = mid; this.first[s] = v;
+    }
+    if (ts > this.lastTs[s] || (ts === this.lastTs[s] && mid > this.lastMid[s])) {
+      this.lastTs[s] = ts; this.lastMid[s] = mid; this.last[s] = v;
+    }
+  }
+
+  private setInline(s: number, b: number, a: Acc): void {
+    this.minute[s] = b;
+    this.count[s] = a.count;
+    this.numericCount[s] = a.numericCount;
+    this.min[s] = a.min ?? 0;
+    this.max[s] = a.max ?? 0;
+    this.sum[s] = a.sum ?? 0;
+    this.firstTs[s] = a.firstTs; this.firstMid[s] = a.firstMid; this.first[s] = a.first;
+    this.lastTs[s] = a.lastTs; this.lastMid[s] = a.lastMid; this.last[s] = a.last;
+  }
+
+  /** The series' current bucket as an accumulator of its own. */
+  private accOf(s: number): Acc {
+    const numeric = this.numericCount[s] > 0;
+    return {
+      count: this.count[s], numericCount: this.numericCount[s],
+      min: numeric ? this.min[s] : null, max: numeric ? this.max[s] : null, sum: numeric ? this.sum[s] : null,
+      firstTs: this.firstTs[s], firstMid: this.firstMid[s], first: this.first[s],
+      lastTs: this.lastTs[s], lastMid: this.lastMid[s], last: this.last[s],
+    };
+  }
+
+  /** The series' pending minute buckets. */
+  private *minutes(s: number): Generator<[number, Acc]> {
+    if (!Number.isNaN(this.minute[s])) yield [this.minute[s], this.accOf(s)];
+    const more = this.more[s];
+    if (more !== undefined) yield* more.minutes;
   }
 
   /**
@@ -153,59 +232,70 @@ export class RollupWriter {
    * rolls back and the next one retries): `compacted()` clears it once committed.
    */
   flush(): void {
+    const { tenant: T, device: D, key: K } = this.pending;
     // Key order: neighbouring rows share pages.
-    const order = [...this.order].sort((x, y) => x.t - y.t || x.d - y.d || x.k - y.k);
-    for (const f of order) {
-      const hours = f.buckets['1h'] = new Map<number, Acc>();
-      for (const [b, acc] of f.buckets['1m']) {
-        const h = b - (((b % HOUR) + HOUR) % HOUR);
-        if (f.dirty['1h'].size > 0 && f.dirty['1h'].has(h)) continue;
-        const cur = hours.get(h);
-        if (cur) mergeAcc(cur, acc);
-        else hours.set(h, { ...acc });
-      }
-    }
+    const order = Array.from({ length: this.bound.length }, (_, s) => s).sort((x, y) => T[x] - T[y] || D[x] - D[y] || K[x] - K[y]);
     for (const r of RESOLUTIONS) {
       const out = new Batcher(this.upserts[r], this.params[r]);
-      for (const f of order) for (const [b, acc] of f.buckets[r]) out.add(f.t, f.d, f.k, b, acc);
+      for (const s of order) {
+        const more = this.more[s];
+        if (r === '1m') {
+          for (const [b, acc] of this.minutes(s)) out.add(T[s], D[s], K[s], b, acc);
+        } else if (more === undefined) {
+          // One minute, nothing dirty: its hour is that minute.
+          const b = this.minute[s];
+          if (!Number.isNaN(b)) out.add(T[s], D[s], K[s], b - (((b % HOUR) + HOUR) % HOUR), this.accOf(s));
+        } else {
+          const hours = new Map<number, Acc>();
+          for (const [b, acc] of this.minutes(s)) {
+            const h = b - (((b % HOUR) + HOUR) % HOUR);
+            if (more.dirtyHours.has(h)) continue;
+            const cur = hours.get(h);
+            if (cur) mergeAcc(cur, acc);
+            else hours.set(h, { ...acc });
+          }
+          for (const [h, acc] of hours) out.add(T[s], D[s], K[s], h, acc);
+        }
+      }
       out.end();
       const ms = this.ms[r];
-      for (const f of order) {
-        for (const b of f.dirty[r]) {
-          const rows = this.bucketRows.all(f.t, f.d, f.k, b, b + ms) as Array<[number, string, SqlValue]>;
+      for (const s of order) {
+        const more = this.more[s];
+        if (more === undefined) continue;
+        for (const b of r === '1m' ? more.dirtyMinutes : more.dirtyHours) {
+          const rows = this.bucketRows.all(T[s], D[s], K[s], b, b + ms) as Array<[number, string, SqlValue]>;
           if (rows.length === 0) continue;
           const acc = newAcc(rows[0][0], rows[0][1], rows[0][2]);
           for (let i = 1; i < rows.length; i++) addPoint(acc, rows[i][0], rows[i][1], rows[i][2]);
           const p = this.params[r];
-          fillRow(p, 0, f.t, f.d, f.k, b, acc);
+          fillRow(p, 0, T[s], D[s], K[s], b, acc);
           this.replace[r].run(p.slice(0, COLS));
         }
       }
     }
   }
 
-  /** The compaction committed: `points` holds every staged point; pending state starts over. */
+  /** The compaction committed: `points` holds every staged point; pending state starts over (the writer then clears the PendingSeries). */
   compacted(): void {
     // Only here, with nothing pending: a series seen next reads its bound from `points`, which now holds everything.
     if (this.tracked > this.maxTracked) {
       this.compactedMax.clear();
       this.tracked = 0;
     }
-    for (const f of this.order) {
-      let keys = this.compactedMax.get(f.d);
-      if (!keys) this.compactedMax.set(f.d, keys = new Map());
-      if (!keys.has(f.k)) this.tracked++;
-      keys.set(f.k, Math.max(f.compacted, f.stagedMax));
+    const { device, key } = this.pending;
+    for (let s = 0; s < this.bound.length; s++) {
+      let keys = this.compactedMax.get(device[s]);
+      if (!keys) this.compactedMax.set(device[s], keys = new Map());
+      if (!keys.has(key[s])) this.tracked++;
+      keys.set(key[s], Math.max(this.bound[s], this.stagedMax[s]));
     }
-    this.pending.clear();
-    this.order.length = 0;
-    this.lastDevice = -1;
-    this.lastKeys = undefined;
+    for (const column of [this.bound, this.stagedMax, this.minute, this.count, this.numericCount, this.min, this.max, this.sum,
+      this.firstTs, this.firstMid, this.first, this.lastTs, this.lastMid, this.last, this.more]) column.length = 0;
   }
 
-  /** Buckets pending (tests and metrics). */
+  /** Series with pending roll-up state (tests and metrics). */
   get size(): number {
-    return this.order.length;
+    return this.bound.length;
   }
 
   /** Series whose compacted upper bound is held in memory (metrics). */
@@ -213,14 +303,13 @@ export class RollupWriter {
     return this.tracked;
   }
 
-  private fold(t: number, d: number, k: number): SeriesFold {
-    let keys = this.pending.get(d);
-    if (!keys) {
-      this.pending.set(d, keys = new Map());
-      this.lastDevice = -1;
-    }
-    let f = keys.get(k);
-    if (!f) {
+  /** Gives the series in slot `s` (and any slot before it still without) its pending roll-up state. */
+  private fold(s: number): void {
+    const { tenant, device, key } = this.pending;
+    for (let i = this.bound.length; i <= s; i++) {
+      const t = tenant[i];
+      const d = device[i];
+      const k = key[i];
       let compacted = this.compactedMax.get(d)?.get(k);
       if (compacted === undefined) {
         compacted = (this.seriesMax.get(t, d, k) as number | null) ?? -Infinity;
@@ -229,23 +318,33 @@ export class RollupWriter {
         if (!known.has(k)) this.tracked++;
         known.set(k, compacted);
       }
-      f = { t, d, k, compacted, stagedMax: -Infinity, buckets: { '1m': new Map(), '1h': new Map() }, dirty: { '1m': new Set(), '1h': new Set() },
-        last: { '1m': { b: NaN, acc: undefined }, '1h': { b: NaN, acc: undefined } } };
-      keys.set(k, f);
-      this.order.push(f);
+      this.bound.push(compacted);
+      this.stagedMax.push(-Infinity);
+      this.minute.push(NaN);
+      this.count.push(0);
+      this.numericCount.push(0);
+      this.min.push(0);
+      this.max.push(0);
+      this.sum.push(0);
+      this.firstTs.push(0);
+      this.firstMid.push('');
+      this.first.push(0);
+      this.lastTs.push(0);
+      this.lastMid.push('');
+      this.last.push(0);
+      this.more.push(undefined);
     }
-    return f;
   }
 
-  private markDirty(f: SeriesFold, ts: number): void {
-    if (ts > f.stagedMax) f.stagedMax = ts;
-    for (const r of RESOLUTIONS) {
-      const ms = this.ms[r];
-      const b = ts - (((ts % ms) + ms) % ms);
-      f.dirty[r].add(b);
-      f.buckets[r].delete(b);
-      if (f.last[r].b === b) f.last[r] = { b: NaN, acc: undefined };
-    }
+  private markDirty(s: number, ts: number): void {
+    if (ts > this.stagedMax[s]) this.stagedMax[s] = ts;
+    let more = this.more[s];
+    if (more === undefined) this.more[s] = more = new MoreBuckets();
+    const b = ts - (((ts % MINUTE) + MINUTE) % MINUTE);
+    more.dirtyMinutes.add(b);
+    more.dirtyHours.add(ts - (((ts % HOUR) + HOUR) % HOUR));
+    if (this.minute[s] === b) this.minute[s] = NaN;
+    else more.minutes.delete(b);
   }
 
   /** Deletes whole buckets ending at or before `cutoff`, series by series; yields between chunks. */

@@ -6,7 +6,7 @@
  * into their tables in one transaction.
  */
 import { encodeValue, type SqlValue } from './codec.js';
-import { PendingLatest } from './latest.js';
+import { PendingLatest, PendingSeries } from './latest.js';
 import type { Names } from './names.js';
 import { RollupWriter } from './rollups.js';
 import { NameKind, type Db } from './schema.js';
@@ -20,8 +20,9 @@ export const MAX_KNOWN_SERIES = 1_000_000;
 
 /**
  * Series with pending latest state and roll-ups that trigger a compaction whatever the staged
- * rows: each holds ~1.5 KB of the writer thread's heap until the compaction (a fleet sending
- * snapshots of many keys reaches it before COMPACT_ROWS), so this bounds that state to ~150 MB.
+ * rows: each holds ~320 bytes of the writer thread's heap until the compaction (measured in
+ * ./rollups.ts; ~1.5 KB before the pending state moved into columns), and a fleet sending
+ * snapshots of many keys reaches this before COMPACT_ROWS, so it bounds that state to ~32 MB.
  */
 export const MAX_PENDING_SERIES = 100_000;
 
@@ -36,8 +37,10 @@ const LATEST_COLS = 6;
 export class Writer {
   /** Rows in points_recent and messages_recent (counted, not queried, on the hot path). */
   stagedRows: number;
+  /** Series written since the last compaction: slots of their pending latest state and roll-ups. */
+  readonly series = new PendingSeries();
   /** Latest state written since the last compaction. */
-  readonly pending = new PendingLatest();
+  readonly pending = new PendingLatest(this.series);
   private readonly insertPoints;
   private readonly insertPoint;
   private readonly upsertLatestMany;
@@ -57,7 +60,7 @@ export class Writer {
 
   /** `limits`: bounds of the in-memory maps (tests lower them). */
   constructor(private readonly db: Db, private readonly names: Names, private readonly limits: MemoryLimits = {}) {
-    this.rollups = new RollupWriter(db, limits.trackedSeries);
+    this.rollups = new RollupWriter(db, this.series, limits.trackedSeries);
     const insertPoints = (n: number) => db.prepare(`INSERT OR IGNORE INTO points_recent
       (tenant_id, device_id, key_id, ts, message_id, project_id, v) VALUES ${rows(n, POINT_COLS)}`);
     this.insertPoints = insertPoints(ROWS_PER_STATEMENT);
@@ -89,7 +92,7 @@ export class Writer {
     this.stagedRows = db.prepare('SELECT (SELECT count(*) FROM points_recent) + (SELECT count(*) FROM messages_recent)').pluck().get() as number;
     // After a crash, the latest state of staged points exists only in points_recent.
     const staged = db.prepare('SELECT tenant_id, device_id, key_id, ts, message_id, v FROM points_recent').raw();
-    for (const [t, d, k, ts, m, v] of staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) this.pending.offer(t, d, k, ts, m, v);
+    for (const [t, d, k, ts, m, v] of staged.iterate() as IterableIterator<[number, number, number, number, string, SqlValue]>) this.pending.offer(this.series.slot(t, d, k), ts, m, v);
   }
 
   /** Series known to have a `latest` row, held in memory (metrics). */
@@ -114,8 +117,9 @@ export class Writer {
     const n = this.stagedRows;
     if (n === 0 && this.pending.size === 0) return 0;
     this.compactTx();
-    this.pending.clear();
     this.rollups.compacted();
+    this.pending.clear();
+    this.series.clear();
     this.stagedRows = 0;
     return n;
   }
@@ -207,8 +211,9 @@ export class Writer {
         const r = i * 4;
         const tenantId = tenantIds[refs[r]];
         const ids = perTenant.get(tenantId)!;
-        this.pending.offer(tenantId, ids.device[refs[r + 2]], ids.key[refs[r + 3]], ts[i], messageIds[i], values[i]);
-        this.rollups.offer(tenantId, ids.device[refs[r + 2]], ids.key[refs[r + 3]], ts[i], messageIds[i], values[i], fresh[i] === 1);
+        const s = this.series.slot(tenantId, ids.device[refs[r + 2]], ids.key[refs[r + 3]]);
+        this.pending.offer(s, ts[i], messageIds[i], values[i]);
+        this.rollups.offer(s, ts[i], messageIds[i], values[i], fresh[i] === 1);
       }
     };
   }
