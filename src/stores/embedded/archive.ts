@@ -14,7 +14,7 @@ import { decodeCursor, encodeCursor } from './codec.js';
 import type { Names } from './names.js';
 import { filterRegex, globPrefix } from '../topic-filter.js';
 import { checkLimit } from './read.js';
-import { NameKind, type Db } from './schema.js';
+import { NameKind, writeTransaction, type Db } from './schema.js';
 
 interface MessageRow { device_id: number; message_id: string; project_id: number; topic: string; kind: MessageKind; ts: number; receive_time: number; payload: Buffer }
 interface DeadLetterRow { id: number; project: string; device: string; topic: string; message_id: string; receive_time: number; reason: string; payload: Buffer; failed_at: number; kind: MessageKind }
@@ -114,7 +114,7 @@ export class Archive {
     const tenantId = this.names.tenant(tenant);
     if (tenantId === undefined) return 0;
     let n = 0;
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       for (const id of ids) {
         if (!/^[0-9]+$/.test(id)) continue;
         n += this.deleteDeadLetterStmt.run(tenantId, Number(id), failedBefore).changes;

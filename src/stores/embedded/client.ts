@@ -44,7 +44,7 @@ export interface EmbeddedStoreOptions {
   maxQueuedRequests?: number;
 }
 
-interface Pending { resolve: (v: unknown) => void; reject: (e: unknown) => void; role: Role }
+interface Pending { resolve: (v: unknown) => void; reject: (e: unknown) => void; role: Role; op: Op }
 
 /** A call accepted but not yet sent: its worker had `maxQueuedRequests` unanswered. */
 interface Waiting { send: () => void; reject: (e: unknown) => void }
@@ -193,7 +193,7 @@ export class EmbeddedStore implements Store {
       const send = () => {
         const id = this.nextId++;
         this.inFlight[role]++;
-        this.pending.set(id, { resolve, reject, role });
+        this.pending.set(id, { resolve, reject, role, op });
         this.workers.get(role)!.postMessage({ id, op, args }, transfer);
       };
       // Behind callers already waiting too, so calls reach the worker in call order.
@@ -272,7 +272,7 @@ export class EmbeddedStore implements Store {
         this.pending.delete(m.id);
         this.answered(p.role);
         if (m.ok) p.resolve(m.value);
-        else p.reject(fromWireError(m.error));
+        else p.reject(fromWireError(m.error, `${p.op} on the ${p.role}`));
       });
     });
   }

@@ -40,9 +40,11 @@ export function toWireError(err: unknown): WireError {
   return { message: e.message, name: e.name, sqlite };
 }
 
-export function fromWireError(w: WireError): FluxgateError {
+/** `call` names the call that failed (e.g. "getDevice on the reader"), for the operator's log. */
+export function fromWireError(w: WireError, call?: string): FluxgateError {
   if (w.code !== undefined && w.code in ERRORS) return new FluxgateError(w.code as ErrorCode, w.message, { details: w.details });
   const cause = Object.assign(new Error(w.message), { name: w.name ?? 'Error' });
-  if (w.sqlite) return new FluxgateError('STORE_UNAVAILABLE', `embedded store: ${w.message}`, { cause, details: { sqlite: w.sqlite } });
-  return new FluxgateError('INTERNAL', `embedded store: ${w.message}`, { cause });
+  const where = call ? `embedded store (${call})` : 'embedded store';
+  if (w.sqlite) return new FluxgateError('STORE_UNAVAILABLE', `${where}: ${w.message}`, { cause, details: { sqlite: w.sqlite } });
+  return new FluxgateError('INTERNAL', `${where}: ${w.message}`, { cause });
 }

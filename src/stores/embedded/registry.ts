@@ -9,7 +9,7 @@ import type { DevicePatch, DeviceRecord, Page } from '../store.js';
 import { checkBatch, devicesExist, overQuota } from '../device-batch.js';
 import { decodeCursor, encodeCursor } from './codec.js';
 import { checkLimit } from './read.js';
-import type { Db } from './schema.js';
+import { writeTransaction, type Db } from './schema.js';
 
 interface DeviceRow { tenant: string; id: string; project: string; token_hash: string; disabled: number; created_at: number }
 
@@ -40,7 +40,7 @@ export class Registry {
   createDevices(devices: DeviceRecord[], opts: { maxDevices?: number } = {}): void {
     const tenant = checkBatch(devices);
     if (tenant === undefined) return;
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       const existing = devices.filter((d) => this.get.get(tenant, d.id)).map((d) => d.id);
       if (existing.length > 0) throw devicesExist(tenant, existing);
       const max = opts.maxDevices ?? 0;
@@ -56,7 +56,7 @@ export class Registry {
   }
 
   createDevice(d: DeviceRecord): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       if (this.get.get(d.tenant, d.id)) throw new FluxgateError('DEVICE_EXISTS', `device ${d.id} already exists in tenant ${d.tenant}`);
       this.checkTokenFree(d.tokenHash);
       this.insert.run(d.tenant, d.id, d.project, d.tokenHash, d.disabled ? 1 : 0, d.createdAt);
@@ -79,7 +79,7 @@ export class Registry {
   }
 
   updateDevice(tenant: string, id: string, patch: DevicePatch): DeviceRecord | undefined {
-    return this.db.transaction(() => {
+    return writeTransaction(this.db, () => {
       const cur = this.getDevice(tenant, id);
       if (!cur) return undefined;
       const next: DeviceRecord = {

@@ -9,7 +9,7 @@
  */
 import type { RawCutoff, RawCutoffs } from '../store.js';
 import type { Names } from './names.js';
-import { NameKind, type Db } from './schema.js';
+import { NameKind, writeTransaction, type Db } from './schema.js';
 import type { Writer } from './write.js';
 
 const CHUNK_ROWS = 5_000;
@@ -67,7 +67,7 @@ export class Retention {
     let removed = 0;
     for (const { t, cut: { before: cutoff, receivedBefore = Number.MAX_SAFE_INTEGER } } of plan) {
       for (;;) {
-        const n = this.db.transaction(() => {
+        const n = writeTransaction(this.db, () => {
           const bound = this.stagedBound.get(t, cutoff) as number | undefined;
           return (bound === undefined ? this.deleteStagedBefore.run(t, cutoff) : this.deleteStaged.run(t, bound)).changes;
         })();
@@ -80,7 +80,7 @@ export class Retention {
       let i = 0;
       while (i < series.length) {
         // Several small series share one transaction; a big one is cut into chunks.
-        removed += this.db.transaction(() => {
+        removed += writeTransaction(this.db, () => {
           let n = 0;
           while (i < series.length && n < CHUNK_ROWS) {
             const s = series[i];

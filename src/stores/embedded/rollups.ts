@@ -33,7 +33,7 @@ import type { Resolution, Rollup, RollupQuery } from '../store.js';
 import { decodeValue, type SqlValue } from './codec.js';
 import type { PendingSeries } from './latest.js';
 import type { Names } from './names.js';
-import { NameKind, type Db } from './schema.js';
+import { NameKind, writeTransaction, type Db } from './schema.js';
 import type { Writer } from './write.js';
 
 const TABLE: Record<Resolution, string> = { '1m': 'rollup_1m', '1h': 'rollup_1h' };
@@ -365,7 +365,7 @@ export class RollupWriter {
       const series = this.series.all(t) as Array<{ device_id: number; key_id: number }>;
       let i = 0;
       while (i < series.length) {
-        removed += this.db.transaction(() => {
+        removed += writeTransaction(this.db, () => {
           let n = 0;
           let visited = 0;
           // Many series per transaction, but never a long one: bounded by rows and by series.

@@ -18,6 +18,19 @@ import { SEEN_MIGRATION } from './seen-schema.js';
 
 export type Db = Database.Database;
 
+/**
+ * A write transaction, begun IMMEDIATE: it takes SQLite's write lock first, waiting for it
+ * (better-sqlite3's busy timeout, 5 s) when another connection holds it for an instant. Every
+ * transaction that writes uses this, not `db.transaction`: a deferred one that reads before it
+ * writes must upgrade its read lock, and SQLite answers a blocked upgrade with SQLITE_BUSY at
+ * once, without waiting — under load the reader connection holds the write lock for an instant
+ * now and then (while it rebuilds a wal-index header it read torn), and device
+ * auto-provisioning failed with "database is locked" (a publish refused, its connection closed).
+ */
+export function writeTransaction<F extends (...args: any[]) => any>(db: Db, fn: F): F {
+  return db.transaction(fn).immediate as unknown as F;
+}
+
 /** Kinds of interned names; projects, devices and keys are scoped by their tenant's id. */
 export const NameKind = { tenant: 0, project: 1, device: 2, key: 3 } as const;
 
@@ -148,7 +161,7 @@ export function openDatabase(file: string, opts: { readonly?: boolean; cacheByte
     db.pragma('synchronous = NORMAL');
     db.pragma('wal_autocheckpoint = 4000'); // pages (32 MiB): fewer, larger checkpoints
     for (let v = version; v < MIGRATIONS.length; v++) {
-      db.transaction(() => {
+      writeTransaction(db, () => {
         db.exec(MIGRATIONS[v]);
         db.pragma(`user_version = ${v + 1}`);
       })();

@@ -6,7 +6,7 @@
  */
 import { FluxgateError } from '../../core/errors.js';
 import type { ApiKeyInfo, ApiKeyRecord, ApiRole, NewTenant, ProjectRecord, TenantPatch, TenantRecord, TenantSettings } from '../store.js';
-import type { Db } from './schema.js';
+import { writeTransaction, type Db } from './schema.js';
 
 interface TenantRow { id: string; name: string; created_at: number; settings: string }
 interface ProjectRow { tenant: string; name: string; created_at: number }
@@ -47,7 +47,7 @@ export class Tenants {
   }
 
   createTenant(t: NewTenant): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       if (this.q.getTenant.get(t.id)) throw new FluxgateError('TENANT_EXISTS', `tenant ${t.id} already exists`);
       this.q.insertTenant.run(t.id, t.name, t.createdAt, JSON.stringify(t.settings ?? {}));
       this.q.insertProject.run(t.id, 'default', t.createdAt);
@@ -64,7 +64,7 @@ export class Tenants {
   }
 
   updateTenant(id: string, patch: TenantPatch): TenantRecord | undefined {
-    return this.db.transaction(() => {
+    return writeTransaction(this.db, () => {
       const current = this.getTenant(id);
       if (!current) return undefined;
       const next = { ...current, name: patch.name ?? current.name, settings: patchSettings(current.settings, patch.settings) };
@@ -74,7 +74,7 @@ export class Tenants {
   }
 
   createProject(p: ProjectRecord): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.mustHaveTenant(p.tenant);
       if (this.q.getProject.get(p.tenant, p.name)) throw new FluxgateError('PROJECT_EXISTS', `project ${p.name} already exists in tenant ${p.tenant}`);
       this.q.insertProject.run(p.tenant, p.name, p.createdAt);
@@ -91,7 +91,7 @@ export class Tenants {
   }
 
   createApiKey(k: ApiKeyRecord): void {
-    this.db.transaction(() => {
+    writeTransaction(this.db, () => {
       this.mustHaveTenant(k.tenant);
       if (this.q.keyById.get(k.id) || this.q.keyByHash.get(k.keyHash)) throw new FluxgateError('BAD_REQUEST', 'this API key id or secret is already in use; issue a new key');
       this.q.insertKey.run(k.id, k.tenant, k.role, k.name, k.keyHash, k.createdAt);

@@ -9,7 +9,7 @@ import { encodeValue, type SqlValue } from './codec.js';
 import { PendingLatest, PendingSeries } from './latest.js';
 import type { Names } from './names.js';
 import { RollupWriter } from './rollups.js';
-import { NameKind, type Db } from './schema.js';
+import { NameKind, writeTransaction, type Db } from './schema.js';
 import { SeenWriter } from './seen.js';
 import { decodeRecords, VALUE_BOOLEAN, VALUE_NUMBER, type WireBatch } from './wire.js';
 
@@ -78,8 +78,8 @@ export class Writer {
     this.insertDeadLetter = db.prepare(`INSERT OR REPLACE INTO dead_letters
       (tenant_id, project, device, topic, message_id, receive_time, reason, payload, failed_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.seen = new SeenWriter(db, names);
-    this.writeTx = db.transaction((batch: WireBatch) => this.writeInTx(batch));
-    this.compactTx = db.transaction(() => {
+    this.writeTx = writeTransaction(db, (batch: WireBatch) => this.writeInTx(batch));
+    this.compactTx = writeTransaction(db, () => {
       db.exec(`INSERT OR IGNORE INTO points SELECT tenant_id, device_id, key_id, ts, message_id, project_id, v
         FROM points_recent ORDER BY tenant_id, device_id, key_id, ts, message_id;
         DELETE FROM points_recent;
