@@ -118,6 +118,7 @@ class Conn {
     });
     this.client.on('error', (err) => noteError(`${this.spec.clientId}: ${err.message}`));
     this.client.on('close', () => { if (!stopping) noteError(`${this.spec.clientId}: connection closed`); });
+    this.client.on('disconnect', (p) => noteError(`${this.spec.clientId}: DISCONNECT from the node, reason 0x${(p.reasonCode ?? 0).toString(16)}${p.properties?.reasonString ? ` (${p.properties.reasonString})` : ''}`));
     counters.connected++;
   }
 
