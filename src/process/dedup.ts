@@ -49,11 +49,12 @@ export function messageKey(m: MessageId): string {
  * result goes to out[0] (low 32 bits) and out[1] (high); nothing is allocated.
  */
 export function sipHash(key: Int32Array, c: number, d: number, framed: boolean, a: string, b: string, s3: string, out: Int32Array): void {
-  let v0l = key[0] ^ 0x70736575, v0h = key[1] ^ 0x736f6d65;
-  let v1l = key[2] ^ 0x6e646f6d, v1h = key[3] ^ 0x646f7261;
-  let v2l = key[0] ^ 0x6e657261, v2h = key[1] ^ 0x6c796765;
-  let v3l = key[2] ^ 0x79746573, v3h = key[3] ^ 0x74656462;
-  let ml = 0, mh = 0, k = 0, units = 0, t = 0, x = 0;
+  const v = SIP;
+  v[0] = key[0]! ^ 0x70736575; v[1] = key[1]! ^ 0x736f6d65;
+  v[2] = key[2]! ^ 0x6e646f6d; v[3] = key[3]! ^ 0x646f7261;
+  v[4] = key[0]! ^ 0x6e657261; v[5] = key[1]! ^ 0x6c796765;
+  v[6] = key[2]! ^ 0x79746573; v[7] = key[3]! ^ 0x74656462;
+  let ml = 0, mh = 0, k = 0, units = 0;
   for (let part = 0; part < 3; part++) {
     const s = part === 0 ? a : part === 1 ? b : s3;
     const len = s.length;
@@ -62,44 +63,46 @@ export function sipHash(key: Int32Array, c: number, d: number, framed: boolean, 
       const u = i >= 0 ? s.charCodeAt(i) : i === -2 ? len & 0xffff : len >>> 16;
       if (k < 2) ml |= u << (k << 4); else mh |= u << ((k - 2) << 4);
       if (++k < 4) continue;
-      v3l ^= ml; v3h ^= mh;
-      for (let r = 0; r < c; r++) {
-        t = (v0l >>> 0) + (v1l >>> 0); v0l = t | 0; v0h = (v0h + v1h + (t > 0xffffffff ? 1 : 0)) | 0;
-        x = v1h; v1h = (x << 13) | (v1l >>> 19); v1l = (v1l << 13) | (x >>> 19); v1h ^= v0h; v1l ^= v0l;
-        x = v0h; v0h = v0l; v0l = x;
-        t = (v2l >>> 0) + (v3l >>> 0); v2l = t | 0; v2h = (v2h + v3h + (t > 0xffffffff ? 1 : 0)) | 0;
-        x = v3h; v3h = (x << 16) | (v3l >>> 16); v3l = (v3l << 16) | (x >>> 16); v3h ^= v2h; v3l ^= v2l;
-        t = (v0l >>> 0) + (v3l >>> 0); v0l = t | 0; v0h = (v0h + v3h + (t > 0xffffffff ? 1 : 0)) | 0;
-        x = v3h; v3h = (x << 21) | (v3l >>> 11); v3l = (v3l << 21) | (x >>> 11); v3h ^= v0h; v3l ^= v0l;
-        t = (v2l >>> 0) + (v1l >>> 0); v2l = t | 0; v2h = (v2h + v1h + (t > 0xffffffff ? 1 : 0)) | 0;
-        x = v1h; v1h = (x << 17) | (v1l >>> 15); v1l = (v1l << 17) | (x >>> 15); v1h ^= v2h; v1l ^= v2l;
-        x = v2h; v2h = v2l; v2l = x;
-      }
-      v0l ^= ml; v0h ^= mh;
+      sipBlock(ml, mh, c);
       ml = 0; mh = 0; k = 0;
     }
   }
   // The last block: the remaining bytes, the message's length in bytes (mod 256) on top.
   mh |= ((units * 2) & 0xff) << 24;
-  for (let phase = 0; phase < 2; phase++) {
-    if (phase === 0) { v3l ^= ml; v3h ^= mh; } else v2l ^= 0xff;
-    const n = phase === 0 ? c : d;
-    for (let r = 0; r < n; r++) {
-      t = (v0l >>> 0) + (v1l >>> 0); v0l = t | 0; v0h = (v0h + v1h + (t > 0xffffffff ? 1 : 0)) | 0;
-      x = v1h; v1h = (x << 13) | (v1l >>> 19); v1l = (v1l << 13) | (x >>> 19); v1h ^= v0h; v1l ^= v0l;
-      x = v0h; v0h = v0l; v0l = x;
-      t = (v2l >>> 0) + (v3l >>> 0); v2l = t | 0; v2h = (v2h + v3h + (t > 0xffffffff ? 1 : 0)) | 0;
-      x = v3h; v3h = (x << 16) | (v3l >>> 16); v3l = (v3l << 16) | (x >>> 16); v3h ^= v2h; v3l ^= v2l;
-      t = (v0l >>> 0) + (v3l >>> 0); v0l = t | 0; v0h = (v0h + v3h + (t > 0xffffffff ? 1 : 0)) | 0;
-      x = v3h; v3h = (x << 21) | (v3l >>> 11); v3l = (v3l << 21) | (x >>> 11); v3h ^= v0h; v3l ^= v0l;
-      t = (v2l >>> 0) + (v1l >>> 0); v2l = t | 0; v2h = (v2h + v1h + (t > 0xffffffff ? 1 : 0)) | 0;
-      x = v1h; v1h = (x << 17) | (v1l >>> 15); v1l = (v1l << 17) | (x >>> 15); v1h ^= v2h; v1l ^= v2l;
-      x = v2h; v2h = v2l; v2l = x;
-    }
-    if (phase === 0) { v0l ^= ml; v0h ^= mh; }
+  sipBlock(ml, mh, c);
+  v[4]! ^= 0xff;
+  sipRounds(d);
+  out[0] = v[0]! ^ v[2]! ^ v[4]! ^ v[6]!;
+  out[1] = v[1]! ^ v[3]! ^ v[5]! ^ v[7]!;
+}
+
+/** SipHash state as 32-bit halves: v0 low, v0 high, v1 low, … v3 high (one hash at a time). */
+const SIP = new Int32Array(8);
+
+/** Absorbs one 64-bit message block (low, high halves) with `c` rounds. */
+function sipBlock(ml: number, mh: number, c: number): void {
+  SIP[6]! ^= ml; SIP[7]! ^= mh;
+  sipRounds(c);
+  SIP[0]! ^= ml; SIP[1]! ^= mh;
+}
+
+/** `n` SipRounds on SIP, in locals (64-bit adds and rotations on 32-bit halves). */
+function sipRounds(n: number): void {
+  let v0l = SIP[0]!, v0h = SIP[1]!, v1l = SIP[2]!, v1h = SIP[3]!, v2l = SIP[4]!, v2h = SIP[5]!, v3l = SIP[6]!, v3h = SIP[7]!;
+  let t = 0, x = 0;
+  for (let r = 0; r < n; r++) {
+    t = (v0l >>> 0) + (v1l >>> 0); v0l = t | 0; v0h = (v0h + v1h + (t > 0xffffffff ? 1 : 0)) | 0;
+    x = v1h; v1h = (x << 13) | (v1l >>> 19); v1l = (v1l << 13) | (x >>> 19); v1h ^= v0h; v1l ^= v0l;
+    x = v0h; v0h = v0l; v0l = x;
+    t = (v2l >>> 0) + (v3l >>> 0); v2l = t | 0; v2h = (v2h + v3h + (t > 0xffffffff ? 1 : 0)) | 0;
+    x = v3h; v3h = (x << 16) | (v3l >>> 16); v3l = (v3l << 16) | (x >>> 16); v3h ^= v2h; v3l ^= v2l;
+    t = (v0l >>> 0) + (v3l >>> 0); v0l = t | 0; v0h = (v0h + v3h + (t > 0xffffffff ? 1 : 0)) | 0;
+    x = v3h; v3h = (x << 21) | (v3l >>> 11); v3l = (v3l << 21) | (x >>> 11); v3h ^= v0h; v3l ^= v0l;
+    t = (v2l >>> 0) + (v1l >>> 0); v2l = t | 0; v2h = (v2h + v1h + (t > 0xffffffff ? 1 : 0)) | 0;
+    x = v1h; v1h = (x << 17) | (v1l >>> 15); v1l = (v1l << 17) | (x >>> 15); v1h ^= v2h; v1l ^= v2l;
+    x = v2h; v2h = v2l; v2l = x;
   }
-  out[0] = v0l ^ v1l ^ v2l ^ v3l;
-  out[1] = v0h ^ v1h ^ v2h ^ v3h;
+  SIP[0] = v0l; SIP[1] = v0h; SIP[2] = v1l; SIP[3] = v1h; SIP[4] = v2l; SIP[5] = v2h; SIP[6] = v3l; SIP[7] = v3h;
 }
 
 /** Table slots per ring entry at most (load ≤ 0.7). */
