@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { isFluxgateError } from '../../src/core/errors.js';
-import { createPostgresStore, PostgresStore, type PostgresStoreOptions } from '../../src/stores/postgres/index.js';
+import { CONNECT_TIMEOUT_MS, createPostgresStore, PostgresStore, type PostgresStoreOptions } from '../../src/stores/postgres/index.js';
 import { LOCK_SPACE, LockKind } from '../../src/stores/postgres/migrations.js';
 import type { Store, TelemetryPoint } from '../../src/stores/store.js';
 import { runStoreSuite } from '../conformance/store.suite.js';
@@ -109,6 +109,31 @@ if (unreachable !== undefined) {
       await Promise.all([late.open(), late.open()]);
       await late.open();
       assert.equal((await late.range({ tenant: 'acme', device: 'd1', from: T0, to: T0 + DAY, limit: 10 })).items.length, 2);
+    }));
+
+    it('pool - a call waits past the connect timeout for a connection the pool\'s other calls hold, and succeeds', () => withSchema(async (schema, make) => {
+      // One connection: the first call holds it while a lock of the test's own blocks it; the
+      // second waits for it longer than connecting may take (pg.Pool used one bound for both).
+      const store = make({ poolSize: 1 });
+      await store.open();
+      const holder = new pg.Client({ connectionString: URL });
+      await holder.connect();
+      try {
+        await holder.query('BEGIN');
+        await holder.query(`LOCK TABLE "${schema}".devices IN ACCESS EXCLUSIVE MODE`);
+        const dev = (id: string) => ({ tenant: 'acme', id, project: 'plant', tokenHash: `h-${id}`, disabled: false, createdAt: T0 });
+        const first = store.createDevices([dev('a')]);
+        const second = store.getDevice('acme', 'a');
+        // The first call holds the pool's connection, blocked on the lock.
+        await waitFor(async () => (await admin<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = $1::regclass`, [`"${schema}".devices`]))[0]!.n > 0, { timeoutMs: 10_000, what: 'the first call waiting on the lock' });
+        await new Promise((r) => setTimeout(r, CONNECT_TIMEOUT_MS + 1_000)); // the condition under test: waiting longer than a connect may
+        await holder.query('COMMIT');
+        await first;
+        assert.equal((await second)?.id, 'a');
+      } finally {
+        await holder.query('ROLLBACK').catch(() => undefined);
+        await holder.end();
+      }
     }));
 
     it('partitions - open() creates daily partitions from yesterday to days ahead', () => withSchema(async (schema, make) => {

@@ -63,10 +63,17 @@ export function isContentError(err: unknown): boolean {
   return state !== undefined && ['22', '23', '54'].includes(state.slice(0, 2));
 }
 
+/** Connecting to PostgreSQL gives up after this long (a server that does not answer). */
+export const CONNECT_TIMEOUT_MS = 5_000;
+/** A call waits this long at most for one of the pool's connections while all are busy. */
+export const CHECKOUT_TIMEOUT_MS = 60_000;
+
 /** Maps a driver error to a FluxgateError; FluxgateErrors pass through unchanged. */
 export function storeError(err: unknown, what: string): FluxgateError {
   if (isFluxgateError(err)) return err;
-  const message = (err as Error)?.message ?? String(err);
+  let message = (err as Error)?.message ?? String(err);
+  // pg.Pool's words for a checkout that waited past its bound (CHECKOUT_TIMEOUT_MS).
+  if (message === 'timeout exceeded when trying to connect') message = `no free connection to PostgreSQL within ${CHECKOUT_TIMEOUT_MS / 1000} s: every connection of the store's pool stayed busy (the server is slow or overloaded); the call can be retried`;
   if (isUnavailable(err)) return new FluxgateError('STORE_UNAVAILABLE', `postgres store: ${what} failed: ${message}`, { cause: err });
   if (isContentError(err)) return new FluxgateError('BAD_REQUEST', `postgres store: ${what} refused the data: ${message}`, { cause: err, details: { sqlState: sqlState(err) } });
   return new FluxgateError('INTERNAL', `postgres store: ${what} failed: ${message}`, { cause: err, details: { sqlState: sqlState(err) } });

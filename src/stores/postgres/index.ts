@@ -16,7 +16,9 @@ import type {
   RangeQuery, RawMessage, Resolution, Rollup, RollupQuery, Store, StoredDeadLetter, StoredObject, TelemetryPoint, NewTenant, TenantPatch, TenantRecord, WriteBatch,
 } from '../store.js';
 import { Archive } from './archive.js';
-import { isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
+import { CHECKOUT_TIMEOUT_MS, CONNECT_TIMEOUT_MS, isUnavailable, SCHEMA_NAME, storeError } from './codec.js';
+
+export { CONNECT_TIMEOUT_MS } from './codec.js';
 import { migrate } from './migrations.js';
 import { Objects } from './objects.js';
 import { Partitions } from './partitions.js';
@@ -46,6 +48,13 @@ export interface PostgresStoreOptions {
 const MAINTAIN_MS = 60 * 60_000;
 
 /** bigint (int8) columns hold ms timestamps, counts and ids, all inside 2^53: read them as numbers. */
+/** pg's client with its own connect timeout, whatever the pool's checkout timeout is. */
+class ConnectBoundedClient extends pg.Client {
+  constructor(config?: pg.ClientConfig) {
+    super({ ...config, connectionTimeoutMillis: CONNECT_TIMEOUT_MS });
+  }
+}
+
 const types = new pg.TypeOverrides();
 types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
 
@@ -74,8 +83,14 @@ export class PostgresStore implements Store {
     if (!Number.isInteger(days) || days < 1) throw new FluxgateError('CONFIG_INVALID', `store partitionDays must be a whole number of days ≥ 1, not ${days}`);
     this.pool = new pg.Pool({
       connectionString: opts.url, max: opts.poolSize ?? 10, types,
+      // Two timeouts, which pg.Pool would otherwise share: connecting to the server gives up after
+      // CONNECT_TIMEOUT_MS (the client's own), while a call waiting for a connection the pool's
+      // other calls hold waits up to CHECKOUT_TIMEOUT_MS — a burst (100,000 devices
+      // auto-registering at once) queues here, and with one 5 s bound for both it failed calls
+      // of a healthy server with "timeout exceeded when trying to connect".
+      Client: ConnectBoundedClient, connectionTimeoutMillis: CHECKOUT_TIMEOUT_MS,
       // The schema in the application name tells an operator's pg_stat_activity which store a session serves.
-      connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: `fluxgate ${this.schema}`,
+      idleTimeoutMillis: 30_000, application_name: `fluxgate ${this.schema}`,
     });
     // An idle connection the server closes must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => {
