@@ -39,6 +39,7 @@ import type { Logger } from '../core/logger.js';
 import { generateToken, hashToken } from '../core/ids.js';
 import { counterOf, type Metrics } from '../observability/metrics.js';
 import type { Store, StoredObject } from '../stores/store.js';
+import { DeviceCreationBatcher } from './provision-batch.js';
 import { compileTemplate, matchFirst, templateProblems, type CompiledTemplate, type TopicTemplate } from './template.js';
 
 /** Object kind of REST templates in the Store. */
@@ -135,6 +136,7 @@ export class TemplateRegistry {
   private resolvedCount = 0;
   private readonly lookups = new Map<string, Promise<DeviceEntry>>();
   private readonly provisions = new Map<string, Promise<DeviceEntry | 'unknown_tenant' | 'quota_devices'>>();
+  private readonly creations: DeviceCreationBatcher;
   private readonly refused: Counter<'tenant' | 'reason'> | undefined;
   private readonly provisioned: Counter<'tenant'> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -146,6 +148,7 @@ export class TemplateRegistry {
       throw new FluxgateError('CONFIG_INVALID', `configuration has ${problems.length} problem(s) in templates:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
     }
     this.platform = (opts.config ?? []).map((t) => compileTemplate(t));
+    this.creations = new DeviceCreationBatcher(opts.store, (tenant) => opts.maxDevices?.(tenant) ?? 0);
     const registry = opts.metrics?.registry;
     this.refused = registry && counterOf(registry, 'fluxgate_template_refused_total', 'Publishes under a topic template refused, by tenant of the publisher and reason (other_tenant, no_tenant, other_device, project_mismatch, unknown_device, device_disabled, unknown_tenant, quota_devices).', ['tenant', 'reason'] as const);
     this.provisioned = registry && counterOf(registry, 'fluxgate_template_provisioned_total', 'Devices registered automatically on their first publish under a template with autoProvision.', ['tenant'] as const);
@@ -359,7 +362,8 @@ export class TemplateRegistry {
         });
       }
       // createDevices counts the tenant's devices inside its transaction: the quota holds against concurrent creators.
-      await this.opts.store.createDevices([{ tenant, id: device, project, tokenHash: hashToken(generateToken('fgd_')), disabled: false, createdAt: now }], { maxDevices: this.opts.maxDevices?.(tenant) ?? 0 });
+      // Batched with the other first publishes of the moment (./provision-batch.ts), same outcomes.
+      await this.creations.create({ tenant, id: device, project, tokenHash: hashToken(generateToken('fgd_')), disabled: false, createdAt: now });
       this.provisioned?.labels(tenant).inc();
       this.opts.logger?.info({ tenant, project, device, template: target.template.id }, 'device registered by topic template (autoProvision)');
       const e: DeviceEntry = { until: now + DEVICE_TTL_MS, project, disabled: false };
