@@ -193,6 +193,8 @@ const generators: ChildProcess[] = [];
 let nats: NatsHandle | undefined;
 /** The node's output, for a run that fails before its report. */
 let nodeOutput = (): string => '';
+/** The node, stopped in `finally` too when a run fails (before the schema is dropped). */
+let nodeChild: ChildProcess | undefined;
 try {
   if (a.log === 'jetstream') nats = await startNatsServer();
   console.log(`Shedding under overload: ${nats ? 'JetStream log' : 'embedded log'}, ${STORE === 'embedded' ? 'embedded store' : 'PostgreSQL store'}, ${fmt(DEVICES)} devices (${MODE}), ${fmt(CONNECTIONS)} MQTT connections from ${GENERATORS} generator processes; snapshot every ${a['snapshot-every']} s + ${a['events-per-snapshot']} event(s) per device in between; ${SECONDS} s of load; process.batchSize ${a.batch}; shedSnapshotsAtRecords ${a['shed-at']}; maxLagRecords ${a['max-lag']}`);
@@ -208,6 +210,7 @@ try {
     FLUXGATE_CONFIG: configFile, FLUXGATE_PROCESS_BATCH_SIZE: a.batch, FLUXGATE_LOG_SHED_SNAPSHOTS_AT_RECORDS: a['shed-at'], FLUXGATE_LOG_MAX_LAG_RECORDS: a['max-lag'],
   }, { cpu: '0-1', nodeArgs: [...cpuProfArgs(a['cpu-prof']), ...(a['node-heap-mib'] ? [`--max-old-space-size=${a['node-heap-mib']}`] : [])] });
   nodeOutput = node.output;
+  nodeChild = node.child;
   const mqttPort = Number(/MQTT\s+mqtt:\/\/\S+:(\d+)/.exec(node.output())?.[1] ?? NaN);
   if (!Number.isFinite(mqttPort)) throw new Error(`no MQTT port in the node's banner:\n${node.output()}`);
 
@@ -370,6 +373,7 @@ try {
   console.log(`node output (last lines):\n${nodeOutput().split('\n').slice(-15).map((l) => l.slice(0, 4000)).join('\n')}`);
   throw err;
 } finally {
+  if (nodeChild) await stopChild(nodeChild);
   for (const g of generators) await stopChild(g, 'SIGKILL', 1000);
   await nats?.cleanup();
   await rm(root, { recursive: true, force: true });
