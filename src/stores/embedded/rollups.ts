@@ -28,7 +28,7 @@
  * 322 bytes now; with one point per series (`--second 0`) 1,446 → 292 bytes.
  */
 import type { Statement } from 'better-sqlite3';
-import { addPoint, bucketCeil, checkResolution, mergeAcc, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
+import { addPoint, bucketCeil, bucketStart, checkResolution, mergeAcc, newAcc, resolutionMs, toRollup, type RollupAcc } from '../rollup.js';
 import type { Resolution, Rollup, RollupQuery } from '../store.js';
 import { decodeValue, type SqlValue } from './codec.js';
 import type { PendingSeries } from './latest.js';
@@ -151,7 +151,7 @@ export class RollupWriter {
       return;
     }
     // Hours are merged from the minutes at compaction (an hour is dirty when a minute of it is).
-    const b = ts - (((ts % MINUTE) + MINUTE) % MINUTE);
+    const b = bucketStart(ts, MINUTE);
     if (this.minute[s] === b) this.addInline(s, ts, mid, v);
     else this.switchMinute(s, b, ts, mid, v);
   }
@@ -244,11 +244,11 @@ export class RollupWriter {
         } else if (more === undefined) {
           // One minute, nothing dirty: its hour is that minute.
           const b = this.minute[s];
-          if (!Number.isNaN(b)) out.add(T[s], D[s], K[s], b - (((b % HOUR) + HOUR) % HOUR), this.accOf(s));
+          if (!Number.isNaN(b)) out.add(T[s], D[s], K[s], bucketStart(b, HOUR), this.accOf(s));
         } else {
           const hours = new Map<number, Acc>();
           for (const [b, acc] of this.minutes(s)) {
-            const h = b - (((b % HOUR) + HOUR) % HOUR);
+            const h = bucketStart(b, HOUR);
             if (more.dirtyHours.has(h)) continue;
             const cur = hours.get(h);
             if (cur) mergeAcc(cur, acc);
@@ -340,9 +340,9 @@ export class RollupWriter {
     if (ts > this.stagedMax[s]) this.stagedMax[s] = ts;
     let more = this.more[s];
     if (more === undefined) this.more[s] = more = new MoreBuckets();
-    const b = ts - (((ts % MINUTE) + MINUTE) % MINUTE);
+    const b = bucketStart(ts, MINUTE);
     more.dirtyMinutes.add(b);
-    more.dirtyHours.add(ts - (((ts % HOUR) + HOUR) % HOUR));
+    more.dirtyHours.add(bucketStart(ts, HOUR));
     if (this.minute[s] === b) this.minute[s] = NaN;
     else more.minutes.delete(b);
   }
@@ -441,7 +441,7 @@ export class RollupReader {
     const lo = bucketCeil(q.from, ms);
     const hi = bucketCeil(q.to, ms);
     for (const [ts, mid, v] of this.staged.iterate(tenantId, lo, hi, deviceId, keyId) as IterableIterator<[number, string, SqlValue]>) {
-      const b = ts - (((ts % ms) + ms) % ms);
+      const b = bucketStart(ts, ms);
       const acc = byBucket.get(b);
       if (acc) addPoint(acc, ts, mid, v);
       else byBucket.set(b, newAcc(ts, mid, v));
