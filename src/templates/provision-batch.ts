@@ -72,10 +72,10 @@ export class DeviceCreationBatcher {
     } catch (err) {
       if (batch.length > 1 && isFluxgateError(err, 'DEVICE_EXISTS')) {
         const exist = new Set((err.details as { ids?: string[] } | undefined)?.ids ?? []);
-        const rest = batch.filter((w) => !exist.has(w.device.id));
         // No ids named (a device created meanwhile by another request): one at a time tells which.
         if (exist.size === 0) return this.oneByOne(tenant, batch);
-        for (const w of batch) if (exist.has(w.device.id)) w.reject(err);
+        const rest: Waiting[] = [];
+        for (const w of batch) if (exist.has(w.device.id)) w.reject(err); else rest.push(w);
         if (rest.length > 0) await this.write(tenant, rest);
       } else if (batch.length > 1 && isFluxgateError(err, 'QUOTA_DEVICES')) {
         await this.oneByOne(tenant, batch);
